@@ -1,0 +1,1 @@
+"""Blender-side scripts (bpy): scenes, Cycles renders, datasets and demos."""
