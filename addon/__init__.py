@@ -1,0 +1,40 @@
+"""Refocus for Blender: depth estimation and physically based refocusing as compositor nodes.
+
+The add-on is thin: it holds no image math. Its modules, each one concern:
+
+* ``nodes``: the framework every Refocus node type shares; ``node_*``: one module per node type
+  (Layered Defocus, Stereo Depth, Mono Depth, Focal Stack Depth, Focus Track), listed in
+  ``node_types``;
+* ``graph``: the compositor tree as the evaluator reads and copies it;
+* ``renders``: the add-on's own helper renders (scene passes, input probes);
+* ``evaluator``: per frame, inputs to the worker and results back, cached (``cache``);
+* ``worker_client``: the worker process that runs ``core`` in the project's Python;
+* ``camera``: the scene camera's optics; ``handlers``: Blender's render and file events;
+* ``operators``, ``menus``, ``preferences``, ``status``: the interface.
+
+How pixels travel is explained in ``evaluator``'s docstring.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import evaluator, handlers, menus, node_types, operators, preferences, worker_client
+
+CLASSES = (preferences.RefocusPreferences, *node_types.NODE_CLASSES, *operators.CLASSES, *menus.CLASSES)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    menus.register()
+    handlers.register()
+
+
+def unregister() -> None:
+    handlers.unregister()
+    menus.unregister()
+    evaluator.reset()
+    worker_client.shutdown()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,90 @@
+"""Blender's application handlers, wired to the evaluator.
+
+Order of events in a render (checked with bpy 5.0.1, stills and animations alike)::
+
+    render_init -> [render_pre -> frame_change_pre/post -> composite -> render_post -> render_write]
+                   per frame -> render_complete (or render_cancel)
+
+A render job copies the scene's compositor tree when it starts, so Render Layers are swapped for
+rendered passes at ``render_init`` (a later swap would leave an animation rendering the scene
+twice); ``render_pre`` is the last moment before each frame is composited, so Refocus nodes are
+computed there; ``render_complete``/``render_cancel`` give the artist's tree back. The add-on's own
+helper renders trigger the same handlers for its internal scenes, which are ignored. All handlers
+are persistent (they survive loading another .blend) and never raise: a failure shows on the
+nodes instead.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, Callable
+
+import bpy
+from bpy.app.handlers import persistent
+
+from . import evaluator, renders
+
+
+def _guarded(fn: Callable[[bpy.types.Scene], None]) -> Callable[..., None]:
+    """A handler that reports instead of raising, so Blender's render goes on."""
+
+    @persistent
+    def handler(scene: bpy.types.Scene | None = None, *args: Any) -> None:
+        if scene is None or renders.is_internal(scene):
+            return
+        try:
+            fn(scene)
+        except Exception:
+            traceback.print_exc()
+
+    handler.__name__ = f"refocus_{fn.__name__}"
+    return handler
+
+
+on_render_init = _guarded(evaluator.begin_render)
+on_render_pre = _guarded(evaluator.prepare_render_frame)
+on_render_done = _guarded(evaluator.finish_render)
+
+
+def _frame_changed(scene: bpy.types.Scene) -> None:
+    evaluator.request_update(scene)
+
+
+on_frame_change = _guarded(_frame_changed)
+
+
+@persistent
+def on_load_post(*args: Any) -> None:
+    # Results are not saved in the file (their Images are regenerated empty): compute them again.
+    evaluator.reset()
+    evaluator.forget_results()
+    evaluator.request_update()
+
+
+@persistent
+def on_save_pre(*args: Any) -> None:
+    # Never save a tree swapped in for a render in place of the artist's own.
+    evaluator.finish_all_renders()
+
+
+HANDLERS = (
+    (bpy.app.handlers.render_init, on_render_init),
+    (bpy.app.handlers.render_pre, on_render_pre),
+    (bpy.app.handlers.render_complete, on_render_done),
+    (bpy.app.handlers.render_cancel, on_render_done),
+    (bpy.app.handlers.frame_change_post, on_frame_change),
+    (bpy.app.handlers.load_post, on_load_post),
+    (bpy.app.handlers.save_pre, on_save_pre),
+)
+
+
+def register() -> None:
+    for handlers, fn in HANDLERS:
+        if fn not in handlers:
+            handlers.append(fn)
+
+
+def unregister() -> None:
+    for handlers, fn in HANDLERS:
+        if fn in handlers:
+            handlers.remove(fn)

@@ -1,0 +1,53 @@
+"""Layered Defocus: shallow depth of field from an image and its depth (core.defocus)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, FloatVectorProperty, IntProperty
+
+from .nodes import FrameContext, LensProperties, RefocusNode, Socket, request_update
+
+
+class LayeredDefocusNode(LensProperties, RefocusNode):
+    """Shallow depth of field from an all-in-focus image and its depth (SteReFo's layered defocus)."""
+
+    bl_idname = "RefocusLayeredDefocusNode"
+    bl_label = "Layered Defocus"
+    bl_icon = "CAMERA_DATA"
+    op = "layered_defocus"
+    INPUTS = (
+        Socket("Image", "color", "All-in-focus image, scene-linear"),
+        Socket("Depth", "value", "Planar depth in metres (Blender's Z pass)"),
+        Socket("Focus Distance", "value", "When linked (e.g. from Focus Track), the focus distance in metres",
+               required=False),
+    )
+    OUTPUTS = (Socket("Image", "color", "Refocused image, scene-linear", passthrough="Image"),)
+
+    use_focus_point: BoolProperty(name="Focus on Point", default=False, update=request_update,
+                                  description="Focus on the depth found at a point of the frame instead")
+    focus_point: FloatVectorProperty(name="Point", size=2, default=(0.5, 0.5), min=0.0, max=1.0,
+                                     subtype="XYZ", update=request_update,
+                                     description="Point to focus on, from the bottom-left corner (0..1)")
+    k_max: IntProperty(name="Kernel Max", default=15, min=5, max=101, update=request_update,
+                       description="Largest blur kernel in pixels before a layer is blurred at a lower "
+                                   "resolution: higher is slower and more exact")
+    step: FloatProperty(name="Layer Step", default=1.0, min=0.1, max=8.0, update=request_update,
+                        description="Spacing of the depth layers in pixels of blur: lower is slower and smoother")
+
+    def parameters(self, ctx: FrameContext) -> dict[str, Any]:
+        params: dict[str, Any] = {"lens": self.lens(ctx), "pixel_aspect": ctx.pixel_aspect, "k_max": self.k_max,
+                                  "step": self.step, "device": ctx.device}
+        if self.use_focus_point:
+            params["focus_point"] = [self.focus_point[0], 1.0 - self.focus_point[1]]  # worker: from the top
+        return params
+
+    def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
+        self.draw_lens(layout)
+        layout.prop(self, "use_focus_point")
+        if self.use_focus_point:
+            layout.prop(self, "focus_point", text="")
+        row = layout.row(align=True)
+        row.prop(self, "k_max")
+        row.prop(self, "step")

@@ -1,0 +1,105 @@
+"""Add-on preferences: which Python runs the worker, on which device, and how much to cache.
+
+The worker needs the project's Python environment (torch and ``core``); Blender's own Python needs
+neither. Its executable is found, in this order, from:
+
+1. the "Worker Python" preference, when set;
+2. the ``REFOCUS_PYTHON`` environment variable;
+3. ``.venv/bin/python`` (``.venv\\Scripts\\python.exe`` on Windows) of the Refocus repository, when
+   Blender runs the add-on straight from the repository's ``addon/`` folder.
+
+Otherwise the nodes say so, with the way to fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from .errors import RefocusError
+
+ENV_PYTHON = "REFOCUS_PYTHON"
+
+
+def repository_root() -> Path | None:
+    """The Refocus repository this add-on runs from, or ``None`` once installed as an extension."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "core" / "worker.py").is_file() else None
+
+
+def _venv_python(root: Path) -> Path:
+    return root / ".venv" / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+class RefocusPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    worker_python: StringProperty(
+        name="Worker Python",
+        description="Python executable of the Refocus environment (with torch and the Refocus core). "
+                    f"Empty: ${ENV_PYTHON}, else the repository's .venv when run from the repository",
+        subtype="FILE_PATH",
+        default="",
+    )
+    device: EnumProperty(
+        name="Device",
+        description="Where the worker computes",
+        items=(("auto", "Auto", "CUDA when the worker sees a GPU, else the CPU"),
+               ("cpu", "CPU", "Always the CPU"),
+               ("cuda", "CUDA", "The first CUDA GPU (an error if there is none)")),
+        default="auto",
+    )
+    cache_megabytes: IntProperty(
+        name="Cache (MB)",
+        description="Memory for computed results kept per node, input and frame, so that scrubbing back "
+                    "and re-rendering do not recompute",
+        default=1024, min=0, soft_max=16384,
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "worker_python")
+        try:
+            layout.label(text=f"Worker: {worker_python()}", icon="CHECKMARK")
+        except RefocusError as exc:
+            layout.label(text=str(exc), icon="ERROR")
+        row = layout.row()
+        row.prop(self, "device")
+        row.prop(self, "cache_megabytes")
+
+
+def preferences() -> RefocusPreferences | None:
+    addon = bpy.context.preferences.addons.get(__package__)
+    return addon.preferences if addon is not None else None
+
+
+def worker_python() -> str:
+    """The worker's Python executable; :class:`RefocusError` says how to set it when none is found."""
+    prefs = preferences()
+    configured = bpy.path.abspath(prefs.worker_python) if prefs is not None and prefs.worker_python else ""
+    candidates = [(configured, "the Worker Python preference"), (os.environ.get(ENV_PYTHON, ""), f"${ENV_PYTHON}")]
+    root = repository_root()
+    if root is not None:
+        candidates.append((str(_venv_python(root)), "the repository's .venv"))
+    for path, origin in candidates:
+        if not path:
+            continue
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
+            raise RefocusError(f"the worker Python from {origin} is not an executable file: {path}")
+        return path
+    raise RefocusError("no worker Python: set it in Preferences > Add-ons > Refocus "
+                       f"(or the {ENV_PYTHON} environment variable) to the Python of the Refocus environment")
+
+
+def worker_device() -> str:
+    prefs = preferences()
+    return prefs.device if prefs is not None else "auto"
+
+
+def cache_bytes() -> int:
+    prefs = preferences()
+    return (prefs.cache_megabytes if prefs is not None else 1024) * 1024 * 1024
