@@ -1,0 +1,1 @@
+"""FocalStackNet: learned depth from focus (network, loss, data, training, evaluation)."""

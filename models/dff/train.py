@@ -1,0 +1,201 @@
+"""Train FocalStackNet: ``python -m models.dff.train --config tiny|full --data DIR --out DIR``.
+
+``--data`` is a Cycles ``defocusnet`` training folder (issue 5's generator) or ``synthetic[:COUNT]``
+(models.dff.synthetic, for quick checks). Each step draws a batch of random crops with a random
+number of slices (2..N) in random order; Adam (beta 0.9, 0.99; seed 004's settings) with a cosine
+learning-rate decay. At the end the model is scored on ``--val`` (a held-out folder, or the last
+tenth of a synthetic source) against the classical method, and ``dff_<config>.pt`` plus a model
+card ``dff_<config>.md`` are written to ``--out``.
+
+The tiny configuration runs on a CPU in minutes; the full one wants a GPU (``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from core.errors import InputError, check
+from core.focal_stack.learned import save_model
+from core.progress import ProgressBar
+
+from .data import collate, open_source, random_view
+from .evaluate import evaluate
+from .loss import dff_loss
+from .network import CONFIGS, FocalStackNet, count_parameters
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch: int
+    crop: int
+    lr: float
+    sample_size: int  # synthetic samples' side, pixels
+    max_slices: int = 5
+
+
+TRAIN_CONFIGS = {
+    "tiny": TrainConfig(steps=800, batch=4, crop=96, lr=2e-3, sample_size=128),
+    "full": TrainConfig(steps=40000, batch=8, crop=256, lr=1e-3, sample_size=256),
+}
+
+
+class _Cached(Dataset):
+    """Keeps every sample of a small source in memory (synthetic samples cost a render each)."""
+
+    def __init__(self, source: Dataset, label: str) -> None:
+        bar = ProgressBar(f"preparing {label}", unit=" samples")
+        self.items = []
+        for i in range(len(source)):
+            self.items.append(source[i])
+            bar(i + 1, len(source))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.items[i]
+
+
+def split_sources(data: str, val: str | None, size: int, seed: int) -> tuple[Dataset, Dataset]:
+    source = open_source(data, size=size, seed=seed)
+    if val is not None:
+        return source, open_source(val, size=size, seed=seed + 1)
+    check(data.startswith("synthetic"), "give --val, a held-out folder, to score a model trained on a folder")
+    n_val = max(1, len(source) // 10)
+    return Subset(source, range(n_val, len(source))), Subset(source, range(n_val))
+
+
+def train(args: argparse.Namespace) -> Path:
+    config, tc = CONFIGS[args.config], TRAIN_CONFIGS[args.config]
+    steps = args.steps or tc.steps
+    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)
+    train_set, val_set = split_sources(args.data, args.val, tc.sample_size, args.seed)
+    if args.data.startswith("synthetic"):
+        train_set = _Cached(train_set, "training stacks")
+    model = FocalStackNet(config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.99))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    print(f"FocalStackNet {args.config}: {count_parameters(model):,} parameters, {len(train_set)} training stacks, "
+          f"{steps} steps of {tc.batch} x {tc.crop}px on {device}", flush=True)
+
+    def batches():
+        loader = DataLoader(train_set, batch_size=None, shuffle=True, num_workers=args.workers,
+                            generator=torch.Generator().manual_seed(args.seed))
+        while True:
+            views: list[dict[str, torch.Tensor]] = []
+            for sample in loader:
+                if not views:
+                    slices = rng.randint(2, min(tc.max_slices, sample["stack"].shape[0]))
+                views.append(random_view(sample, tc.crop, rng, slices))
+                if len(views) == tc.batch:
+                    yield collate(views)
+                    views = []
+
+    bar = ProgressBar("training", unit=" steps")
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    model.train()
+    for step, batch in zip(range(1, steps + 1), batches()):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(batch["stack"], batch["focus_distances"])
+        loss, parts = dff_loss(out, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        history.append({"step": step, "loss": float(loss.detach()), **parts})
+        if step % args.log_every == 0 or step == steps:
+            recent = history[-args.log_every:]
+            mean = sum(h["loss"] for h in recent) / len(recent)
+            print(f"step {step}/{steps} loss {mean:.4f} ({', '.join(f'{k} {v:.4f}' for k, v in parts.items())})",
+                  flush=True)
+        bar(step, steps)
+    seconds = time.perf_counter() - start
+    model.eval()
+
+    table = evaluate(model, val_set, device=device, label=str(args.val or f"{args.data} (held-out tenth)"))
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = out_dir / f"dff_{args.config}.pt"
+    meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
+            "train": asdict(tc), "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
+            "metrics": {row: table.mean(row) for row in table.rows()}}
+    save_model(weights, model, meta)
+    write_card(out_dir / f"dff_{args.config}.md", args, model, meta, table.markdown(), weights)
+    print(table.markdown())
+    print(f"wrote {weights} ({weights.stat().st_size / 1e6:.2f} MB) in {seconds / 60:.1f} min", flush=True)
+    return weights
+
+
+def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta: dict, table: str,
+               weights: Path) -> None:
+    synthetic = args.data.startswith("synthetic")
+    note = " (synthetic layered-defocus stacks: a development model, not the shipped one)" if synthetic else ""
+    limits = "synthetic textures without lighting or noise" if synthetic else "Cycles scenes of random objects"
+    val = f"--val {args.val} " if args.val else ""
+    command = f"python -m models.dff.train --config {args.config} --data {args.data} {val}--out {args.out}"
+    train = meta["train"]
+    text = f"""# FocalStackNet `{args.config}`: model card
+
+Depth and an all-in-focus image from a focal stack of any number of slices (models/dff/network.py).
+
+- Weights: `{weights.name}`, {count_parameters(model):,} parameters ({weights.stat().st_size / 1e6:.2f} MB),
+  architecture `{json.dumps(model.config.to_dict())}`.
+- Trained on: `{args.data}`{note};
+  {meta['steps']} steps, batch {train['batch']}, crops {train['crop']} px, 2..{train['max_slices']}
+  slices per stack in random order, seed {meta['seed']}, {meta['seconds'] / 60:.1f} min on {meta['device']}.
+- Retrain: `{command}`
+- Inputs: scene-linear RGB slices, aligned (core.focal_stack.alignment), and their focus distances in metres.
+  Output depth lies within the stack's focus range.
+- Limits: trained on {limits};
+  texture-less surfaces and depth outside the focus range are guesses.
+
+## Held-out scores (per-image metrics averaged over images; depth in metres)
+
+{table}
+"""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m models.dff.train", description=__doc__.split("\n")[0])
+    p.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
+    p.add_argument("--data", required=True, help="defocusnet training folder, or synthetic[:COUNT]")
+    p.add_argument("--val", help="held-out defocusnet folder to score on (default for synthetic: a tenth)")
+    p.add_argument("--out", default="models/weights", help="folder for dff_<config>.pt and its model card")
+    p.add_argument("--steps", type=int, help="override the configuration's number of steps")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers (folders only)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        train(args)
+    except InputError as exc:
+        sys.stderr.write(f"models.dff.train: error: {exc}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""FocalStackNet: any number of slices in any order, training lowers the loss, weights round-trip."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from core.errors import InputError
+from core.focal_stack.learned import learned_depth, load_model, save_model
+from models.dff.data import collate, random_view
+from models.dff.loss import dff_loss
+from models.dff.network import CONFIGS, FocalStackNet
+from models.dff.synthetic import make_sample
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FocalStackNet:
+    torch.manual_seed(0)
+    return FocalStackNet(CONFIGS["tiny"]).eval()
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 7, 10])
+def test_any_number_of_slices_in_any_order(tiny, n, device):
+    net = tiny.to(device)
+    stack = torch.rand(2, n, 3, 37, 45, device=device)  # odd sizes: padded inside
+    focus = (torch.rand(2, n, device=device) * 3 + 0.2).sort(dim=1).values
+    with torch.no_grad():
+        out = net(stack, focus)
+        perm = torch.randperm(n, device=device)
+        shuffled = net(stack[:, perm], focus[:, perm])
+    assert out["depth"].shape == (2, 1, 37, 45) and out["aif"].shape == (2, 3, 37, 45)
+    assert out["weights"].shape == (2, n, 1, 37, 45) and out["defocus"].shape == (2, n, 1, 37, 45)
+    assert torch.allclose(out["weights"].sum(dim=1), torch.ones(2, 1, 37, 45, device=device), atol=1e-5)
+    assert torch.allclose(out["depth"], shuffled["depth"], rtol=1e-4)
+    assert torch.allclose(out["aif"], shuffled["aif"], atol=1e-5)
+    near, far = focus.amin(dim=1).view(2, 1, 1, 1), focus.amax(dim=1).view(2, 1, 1, 1)
+    assert bool(((out["depth"] >= near * (1 - 1e-5)) & (out["depth"] <= far * (1 + 1e-5))).all())
+
+
+@pytest.fixture
+def one_thread():
+    """Small convolutions run several times faster on one thread when the CPU is shared."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_few_training_steps_reduce_the_loss(one_thread):
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    samples = [make_sample(seed, size=64, slices=4) for seed in (1, 2)]
+    batch = collate([random_view(s, 48, rng, 4) for s in samples])
+    net = FocalStackNet(CONFIGS["tiny"])
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    losses = []
+    # 80 steps: the first ~40 only find the scale of the output; the drop after that is steady
+    # (0.41-0.45 of the first losses on 1 or 2 threads), far from the 0.7 asked for.
+    for _ in range(80):
+        loss, parts = dff_loss(net(batch["stack"], batch["focus_distances"]), batch)
+        assert set(parts) == {"inverse_depth", "relative_depth", "aif", "defocus"}
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def test_weights_round_trip_and_inference_wrapper(tmp_path, tiny):
+    path = tmp_path / "dff_tiny.pt"
+    save_model(path, tiny, {"data": "none"})
+    model = load_model(path)
+    assert model.meta == {"data": "none"}
+    stack = torch.rand(4, 3, 40, 52)
+    focus = [2.0, 0.5, 1.0, float("inf")]
+    full = learned_depth(stack, focus, model)
+    with torch.no_grad():
+        direct = tiny(stack[None], torch.tensor([[2.0, 0.5, 1.0, 1e9]]))
+    assert torch.allclose(full.depth, direct["depth"], rtol=1e-5)
+    reduced = learned_depth(stack, focus, model, max_side=26)  # run at half size, applied at full
+    assert reduced.depth.shape == (1, 1, 40, 52) and reduced.all_in_focus.shape == (1, 3, 40, 52)
+    for result in (full, reduced):
+        assert float(result.confidence.min()) >= 0 and float(result.confidence.max()) <= 1
+        assert float(result.depth.min()) >= 0.5 * (1 - 1e-5)
+
+
+def test_bad_weights_and_inputs(tmp_path, tiny):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(InputError, match="cannot read weights"):
+        load_model(junk)
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="appears more than once"):
+        learned_depth(torch.rand(3, 3, 16, 16), [1.0, 1.0, 2.0], tiny)
+    with pytest.raises(InputError, match="RGB"):
+        learned_depth(torch.rand(3, 1, 16, 16), [1.0, 1.5, 2.0], tiny)
