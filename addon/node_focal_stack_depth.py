@@ -1,47 +1,148 @@
-"""Focal Stack Depth: depth and an all-in-focus image from a focal stack (core.focal_stack)."""
+"""Focal Stack Depth: depth, an all-in-focus image and confidence from a focal stack (core.focal_stack)."""
 
 from __future__ import annotations
 
-import math
+import re
+from pathlib import Path
 from typing import Any
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from .nodes import FrameContext, LensProperties, RefocusNode, Socket, request_update
 from .errors import RefocusError
+from .nodes import FrameContext, RefocusNode, Socket, request_update
+
+MAX_SLICES = 8
+METHODS = (("CLASSICAL", "Classical", "Depth from focus: a focus measure per slice, sub-slice fit, guided filter"),
+           ("LEARNED", "Learned", "FocalStackNet with the weights in models/weights (dff_full.pt or dff_tiny.pt)"))
+FOCUS_SOURCES = (("LIST", "List", "Focus distances typed in the node, metres, comma separated"),
+                 ("FILE", "File", "A text file of focus distances, metres, one per line (or comma separated)"))
+ALIGNMENTS = (
+    ("AUTO", "Auto", "Undo focus breathing from the focal length and focus distances, then the residual shift"),
+    ("NONE", "None", "The slices are already aligned (a tripod and a lens without breathing, or a render)"),
+    ("BREATHING", "Breathing", "Undo focus breathing only"),
+    ("TRANSLATION", "Translation", "Breathing, then a residual shift"),
+    ("AFFINE", "Affine", "Breathing, then a residual affine motion (hand-held)"),
+    ("HOMOGRAPHY", "Homography", "Breathing, then a residual homography (hand-held, wide angle)"),
+)
 
 
-class FocalStackDepthNode(LensProperties, RefocusNode):
-    """Depth and an all-in-focus image from a focal stack (DefocusNet). Computed by a later core op.
+def _update_slices(self: "FocalStackDepthNode", context: bpy.types.Context) -> None:
+    self.show_slice_sockets()
+    request_update(self, context)
 
-    The stack is ``slices`` consecutive frames of the Image input, ending at the current frame, with
-    focus distances listed in ``focus_distances``.
+
+class FocalStackDepthNode(RefocusNode):
+    """Depth and an all-in-focus image from a focal stack (the worker's ``focal_stack_depth`` op).
+
+    Design: one image input per slice. The node has up to eight Slice inputs; Slices sets how many
+    show. The stack is the linked Slice inputs in order (Slice 1, Slice 2, ...: no gaps), each its
+    own source (an Image node per file, a Render Layers of a scene per focus, any chain of nodes).
+    A focus sweep stored as a sequence or movie feeds the slices through one Image or Movie Clip
+    node per slice, each with its frame offset, because the compositor composites one frame at a
+    time and a node sees its inputs at the current frame only.
+
+    Focus distances are metres, one per linked slice, in the same order: typed in the node (comma
+    separated) or read from a text file (numbers separated by commas or new lines, ``#`` starts a
+    comment; ``inf`` for a lens focused at infinity). Without any, the classical method gives depth
+    as a fractional slice index. The focal length (the scene camera's or the node's) lets the
+    worker undo focus breathing (Align Auto).
+
+    Equals ``python -m core focal-stack-depth --stack S1 S2 ... --focus-distances D1 D2 ...
+    --focal-length F --depth D --aif A --confidence C`` on the pixels linked to the slices, with
+    the node's method and alignment. The learned method needs FocalStackNet weights in
+    models/weights; without them the node says which file is missing.
     """
 
     bl_idname = "RefocusFocalStackDepthNode"
     bl_label = "Focal Stack Depth"
     bl_icon = "RENDERLAYERS"
     op = "focal_stack_depth"
-    INPUTS = (Socket("Image", "color", "The focal stack: one slice per frame, scene-linear"),)
-    OUTPUTS = (Socket("Depth", "value", "Planar depth, metres"),
-               Socket("All in Focus", "color", "All-in-focus image, scene-linear", passthrough="Image"))
+    INPUTS = tuple(Socket(f"Slice {k}", "color", f"Slice {k} of the focal stack, scene-linear", required=False)
+                   for k in range(1, MAX_SLICES + 1))
+    OUTPUTS = (Socket("Depth", "value", "Planar depth, metres (a slice index without focus distances)"),
+               Socket("All in Focus", "color", "All-in-focus image, scene-linear", passthrough="Slice 1"),
+               Socket("Confidence", "value", "How sharp the sharpest slice is against the rest, 0 to 1"))
 
-    slices: IntProperty(name="Slices", default=5, min=2, max=64, update=request_update,
-                        description="Frames that make up one focal stack")
+    method: EnumProperty(name="Method", items=METHODS, default="CLASSICAL", update=request_update)
+    slices: IntProperty(name="Slices", default=5, min=2, max=MAX_SLICES, update=_update_slices,
+                        description="Slice inputs shown (linked ones always show)")
+    focus_source: EnumProperty(name="Focus Distances", items=FOCUS_SOURCES, default="LIST", update=request_update)
     focus_distances: StringProperty(name="Focus Distances", default="0.5, 1, 2, 4, 8", update=request_update,
-                                    description="Focus distance of each slice in metres, comma separated")
+                                    description="Focus distance of each slice in metres, comma separated, in "
+                                                "slice order")
+    focus_file: StringProperty(name="Focus File", subtype="FILE_PATH", update=request_update,
+                               description="Text file of focus distances in metres, one per slice, in order")
+    use_scene_camera: BoolProperty(name="Use Scene Camera", default=True, update=request_update,
+                                   description="Take the focal length from the scene's active camera at each frame")
+    focal_length: FloatProperty(name="Focal Length", default=50.0, min=0.1, soft_max=300.0, unit="CAMERA",
+                                update=request_update,
+                                description="Lens focal length, millimetres: sets how much focus breathing "
+                                            "to undo")
+    align: EnumProperty(name="Align", items=ALIGNMENTS, default="AUTO", update=request_update)
+
+    def init(self, context: bpy.types.Context) -> None:
+        super().init(context)
+        self.show_slice_sockets()
+
+    def show_slice_sockets(self) -> None:
+        """Show the first ``slices`` Slice inputs and hide the others (Blender keeps linked ones shown)."""
+        for k, socket in enumerate(self.inputs):
+            socket.hide = k >= self.slices and not socket.is_linked
+
+    def distances(self) -> list[float] | None:
+        """The focus distances in metres, in slice order; ``None`` when none are given."""
+        if self.focus_source == "FILE":
+            if not self.focus_file.strip():
+                raise RefocusError("choose a focus distance file, or type the distances (Focus Distances: List)")
+            path = Path(bpy.path.abspath(self.focus_file))
+            if not path.is_file():
+                raise RefocusError(f"focus distance file not found: {path}")
+            return parse_distances(path.read_text(encoding="utf-8"), str(path)) or None
+        return parse_distances(self.focus_distances, "Focus Distances") or None
 
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
-        try:
-            distances = [float(v) for v in self.focus_distances.replace(";", ",").split(",") if v.strip()]
-        except ValueError:
-            raise RefocusError(f"focus distances must be numbers in metres, got '{self.focus_distances}'") from None
-        if len(distances) != self.slices or not all(d > 0 and math.isfinite(d) for d in distances):
-            raise RefocusError(f"give {self.slices} positive focus distances (one per slice)")
-        return {"lens": self.lens(ctx), "focus_distances": distances, "device": ctx.device}
+        linked = [k for k, socket in enumerate(self.inputs) if socket.is_linked]
+        if linked and linked[-1] + 1 != len(linked):
+            gap = next(k for k in range(len(linked)) if k not in linked)
+            raise RefocusError(f"Slice {gap + 1} is not connected but Slice {linked[-1] + 1} is; connect the slices "
+                               "in order, from Slice 1")
+        if self.use_scene_camera:
+            camera = ctx.scene.camera
+            if camera is None or camera.type != "CAMERA":
+                raise RefocusError(f"scene '{ctx.scene.name}' has no active camera; add one or untick Use Scene "
+                                   "Camera")
+            focal_length = float(camera.evaluated_get(ctx.depsgraph).data.lens)
+        else:
+            focal_length = self.focal_length
+        return {"method": self.method.lower(), "focus_distances": self.distances(), "focal_length_mm": focal_length,
+                "align": self.align.lower(), "device": ctx.device}
 
     def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
+        layout.prop(self, "method", text="")
         layout.prop(self, "slices")
-        layout.prop(self, "focus_distances", text="")
-        self.draw_lens(layout, focus=False)
+        layout.prop(self, "focus_source", expand=True)
+        layout.prop(self, "focus_distances" if self.focus_source == "LIST" else "focus_file", text="")
+        layout.prop(self, "use_scene_camera")
+        row = layout.row()
+        row.enabled = not self.use_scene_camera
+        row.prop(self, "focal_length")
+        layout.prop(self, "align")
+
+
+def parse_distances(text: str, where: str) -> list[float]:
+    """Numbers in ``text`` (commas, semicolons or white space between them, ``#`` comments), metres.
+
+    Only the syntax is checked here; the worker checks the values (positive, distinct, one per
+    slice) with the messages the command line gives.
+    """
+    values: list[float] = []
+    for line in text.splitlines():
+        for word in re.split(r"[,;\s]+", line.split("#", 1)[0].strip()):
+            if not word:
+                continue
+            try:
+                values.append(float(word))
+            except ValueError:
+                raise RefocusError(f"{where}: focus distances must be numbers in metres, got '{word}'") from None
+    return values

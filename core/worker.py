@@ -48,6 +48,8 @@ from typing import Any, Callable, TextIO
 
 import numpy as np
 
+from .worker_ops_depth import focal_stack_depth_op, stereo_depth_op
+
 PROTOCOL = 1
 CHANNEL_ORDER = ("R", "G", "B", "A", "V", "X", "Y", "Z")
 
@@ -197,6 +199,7 @@ def echo_op(job: Job) -> dict[str, Any]:
 OPS: dict[str, Callable[[Job], dict[str, Any]]] = {
     "layered_defocus": layered_defocus_op,
     "echo": echo_op,
+    "stereo_depth": stereo_depth_op, "focal_stack_depth": focal_stack_depth_op,
 }
 
 

@@ -35,7 +35,7 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sockets = result["sockets"]
     assert sorted(sockets) == sorted(NODE_TYPES)
     assert sockets["RefocusLayeredDefocusNode"] == [["Image", "Depth", "Focus Distance"], ["Image"]]
-    assert sockets["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity"]]
+    assert sockets["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity", "Confidence"]]
     assert result["menu"] and result["add_menu_hooked"]
     assert "blender_manifest.toml" in result["installed_files"] and "__pycache__" not in result["installed_files"]
     return root / "user"
@@ -153,13 +153,12 @@ def test_interactive_updates_report_progress_cancel_and_refocus(user_dir: Path, 
 
 def test_other_sources_and_chained_nodes(user_dir: Path, tmp_path: Path) -> None:
     """A Movie Clip (EXR sequence), a multilayer EXR's Depth layer and a Value node (the focus
-    distance) feed two chained nodes; a slot node without its core op reports it."""
+    distance) feed two chained nodes; a Stereo Depth node beside them computes from the same clip."""
     result = run_session("sources", user_dir, out=str(tmp_path))
     nodes = result["nodes"]
     assert nodes["Layered Defocus"]["state"] == nodes["Layered Defocus.001"]["state"] == "DONE"
     assert result["leftovers"] == []
-    assert nodes["Stereo Depth"]["state"] == "ERROR"
-    assert "no 'stereo_depth' operation" in nodes["Stereo Depth"]["message"]
+    assert nodes["Stereo Depth"]["state"] == "DONE", nodes["Stereo Depth"]
     base = {**result["lens"], "f_stop": 2.0}
     depth = torch.from_numpy(read_map(result["passes"]))[None, None]
     for source, frame in zip(result["sequence"], result["frames"]):

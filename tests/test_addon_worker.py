@@ -104,8 +104,8 @@ def test_bad_input_is_one_sentence_and_the_worker_keeps_serving(client: WorkerCl
 
 
 def test_unknown_op_is_reported_as_unsupported(client: WorkerClient, tmp_path: Path) -> None:
-    with pytest.raises(RefocusError, match="no 'stereo_depth' operation"):
-        client.run("stereo_depth", {}, {}, {})
+    with pytest.raises(RefocusError, match="no 'no_such_op' operation"):
+        client.run("no_such_op", {}, {}, {})
 
 
 def test_cancel_stops_a_request_and_the_next_one_runs(client: WorkerClient, tmp_path: Path) -> None:

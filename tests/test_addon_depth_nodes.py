@@ -1,0 +1,209 @@
+"""The Stereo Depth and Focal Stack Depth nodes in real Blender (bpy 5.0.1), against the command line.
+
+Each node renders in a compositor (``depth_node_fixtures``) on the Cycles samples shipped in
+``blender_scenes/samples``; its outputs must equal ``python -m core stereo-depth`` and ``python -m
+core focal-stack-depth`` (``core.cli.main``, what ``python -m core`` runs) on the same files, and
+Layered Defocus fed by Stereo Depth must equal ``core.refocus`` with the command's depth.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from addon_fixtures import run_session
+from blender_scenes.build_extension import build
+from core.cli import main as cli
+from core.defocus import refocus
+from core.errors import InputError
+from core.focal_stack.learned import WEIGHT_FILES
+from core.focal_stack.slices import MAX_DEPTH_M
+from core.imageio import read_image, read_map, write_exr
+from core.optics import Lens
+from core.weights import WEIGHTS_DIR
+from core.worker import Job
+from core.worker_ops_depth import focal_stack_depth_op
+from depth_node_fixtures import (DEFOCUS_LENS, MAX_DISPARITY, STACK_SAMPLE, STEREO_SAMPLE, run_depth_session,
+                                 sample)
+
+pytestmark = pytest.mark.blender
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Blender user folders with the extension installed through Blender's extension API."""
+    root = tmp_path_factory.mktemp("blender")
+    result = run_session("install", root / "user", zip_path=str(build(root / "dist")))
+    assert result["enabled"], result
+    assert result["sockets"]["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity", "Confidence"]]
+    assert result["sockets"]["RefocusFocalStackDepthNode"] == [
+        [f"Slice {k}" for k in range(1, 9)], ["Depth", "All in Focus", "Confidence"]]
+    return root / "user"
+
+
+def _blender_float(value: float) -> str:
+    """``value`` as Blender stores it (a float32 property), for the command line: the node used that."""
+    return repr(float(np.float32(value)))
+
+
+def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max())
+
+
+# ------------------------------------------------------------------------------------- stereo
+@pytest.fixture(scope="module")
+def stereo(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("stereo")
+    result = run_depth_session("stereo", user_dir, out=str(out))
+    meta = sample(STEREO_SAMPLE)
+    cli_out = out / "cli"
+    cli_out.mkdir()
+    for method in ("sgbm", "learned"):
+        files = {name: str(cli_out / f"{method}_{name}.exr") for name in ("disparity", "depth", "confidence")}
+        code = cli(["stereo-depth", "--left", str(STEREO_SAMPLE / "left.exr"), "--right",
+                    str(STEREO_SAMPLE / "right.exr"), "--method", method, "--output", files["disparity"],
+                    "--depth", files["depth"], "--confidence", files["confidence"],
+                    "--max-disparity", str(MAX_DISPARITY), "--baseline", _blender_float(meta["baseline_m"]),
+                    "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]),
+                    "--sensor-width", _blender_float(meta["camera"]["sensor_width_mm"]),
+                    "--convergence-mode", "PARALLEL", "--quiet"])
+        assert code == 0
+        result[f"cli_{method}"] = files
+    return result
+
+
+def _assert_stereo_equals_cli(outputs: dict[str, str], cli_files: dict[str, str]) -> np.ndarray:
+    """Node outputs against the command's; returns the node's depth."""
+    for name in ("disparity", "confidence"):
+        assert _max_diff(read_map(outputs[name]), read_map(cli_files[name])) <= TOLERANCE, name
+    got, want = read_map(outputs["depth"]), read_map(cli_files["depth"])
+    far = ~np.isfinite(want)  # zero disparity: the command says inf, the node its far limit
+    assert np.all(got[far] == np.float32(MAX_DEPTH_M))
+    assert _max_diff(got[~far], want[~far]) <= TOLERANCE
+    return got
+
+
+def test_stereo_depth_node_equals_the_command(stereo: dict[str, Any]) -> None:
+    assert stereo["nodes"]["Stereo Depth"]["state"] == "DONE", stereo["nodes"]
+    got = _assert_stereo_equals_cli(stereo["outputs"], stereo["cli_sgbm"])
+    # Not a trivial agreement: the depth is the sample's within stereo accuracy where it matters.
+    truth = read_map(str(STEREO_SAMPLE / "depth_left.exr"))
+    near = truth < 5.0
+    assert np.median(np.abs(got[near] - truth[near]) / truth[near]) < 0.15
+    assert stereo["leftovers"] == []
+
+
+def test_learned_stereo_depth_node_equals_the_command(stereo: dict[str, Any]) -> None:
+    learned = stereo["learned"]
+    assert learned["nodes"]["Stereo Depth"]["state"] == "DONE", learned["nodes"]
+    _assert_stereo_equals_cli(learned["outputs"], stereo["cli_learned"])
+    # Not the SGBM result again: the method reached the worker.
+    assert _max_diff(read_map(learned["outputs"]["disparity"]), read_map(stereo["outputs"]["disparity"])) > 0.01
+
+
+def test_stereo_depth_feeds_layered_defocus(stereo: dict[str, Any]) -> None:
+    assert stereo["nodes"]["Layered Defocus"]["state"] == "DONE", stereo["nodes"]
+    left = read_image(STEREO_SAMPLE / "left.exr")
+    image = np.concatenate([left, np.ones_like(left[..., :1])], axis=-1)  # the compositor's RGBA
+    depth = np.where(np.isfinite(d := read_map(stereo["cli_sgbm"]["depth"])), d, MAX_DEPTH_M).astype(np.float32)
+    expected = refocus(torch.from_numpy(image.transpose(2, 0, 1).copy())[None], torch.from_numpy(depth)[None, None],
+                       Lens(**DEFOCUS_LENS))[0].numpy().transpose(1, 2, 0)
+    got = read_image(stereo["composite"])
+    assert _max_diff(got, expected) <= TOLERANCE
+    assert np.abs(got - image).max() > 0.02  # it did refocus
+
+
+def test_stereo_pair_of_two_sizes_is_an_error_on_the_node(stereo: dict[str, Any]) -> None:
+    nodes = stereo["sizes"]["nodes"]
+    assert nodes["Stereo Depth"]["state"] == "ERROR"
+    assert "left image is 128x128 but right image is 64x64" in nodes["Stereo Depth"]["message"]
+    assert "Refocus: Stereo Depth: left image is 128x128" in stereo["stderr"]
+    assert nodes["Layered Defocus"]["state"] == "ERROR"
+    assert "input node 'Stereo Depth' has no result" in nodes["Layered Defocus"]["message"]
+    # The render finished: Layered Defocus passed its image (the left view) through.
+    left = read_image(STEREO_SAMPLE / "left.exr")
+    np.testing.assert_array_equal(read_image(stereo["sizes"]["composite"])[..., :3], left)
+    assert float(np.abs(read_map(stereo["sizes"]["depth"])).max()) == 0.0
+
+
+# -------------------------------------------------------------------------------- focal stack
+@pytest.fixture(scope="module")
+def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("stack")
+    result = run_depth_session("focal_stack", user_dir, out=str(out))
+    meta = sample(STACK_SAMPLE)
+    cli_out = out / "cli"
+    cli_out.mkdir()
+    files = {name: str(cli_out / f"{name}.exr") for name in ("depth", "aif", "confidence")}
+    code = cli(["focal-stack-depth", "--stack", *(str(STACK_SAMPLE / v["file"]) for v in meta["slices"]),
+                "--focus-distances", *(repr(d) for d in meta["focus_distances"]),
+                "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]),
+                "--depth", files["depth"], "--aif", files["aif"], "--confidence", files["confidence"], "--quiet"])
+    assert code == 0
+    result["cli"] = files
+    return result
+
+
+def _assert_stack_equals_cli(run: dict[str, Any], cli_files: dict[str, str]) -> None:
+    assert run["state"] == "DONE", run
+    for name in ("depth", "confidence"):
+        assert _max_diff(read_map(run["outputs"][name]), read_map(cli_files[name])) <= TOLERANCE, name
+    aif = read_image(run["outputs"]["aif"])
+    assert _max_diff(aif[..., :3], read_image(cli_files["aif"])) <= TOLERANCE
+    assert _max_diff(read_image(run["composite"]), aif) == 0.0  # the same pixels reach the composite
+
+
+def test_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
+    assert stack["hidden_before"] == [False] * 5 + [True] * 3  # Slices (5) sockets show by default
+    _assert_stack_equals_cli(stack["list"], stack["cli"])
+    _assert_stack_equals_cli(stack["file"], stack["cli"])
+    depth = read_map(stack["cli"]["depth"])
+    assert min(stack["distances"]) <= float(np.median(depth)) <= max(stack["distances"])  # metres, in range
+    assert stack["leftovers"] == []
+
+
+def test_focal_stack_errors_show_on_the_node(stack: dict[str, Any]) -> None:
+    short = stack["short"]
+    assert short["state"] == "ERROR"
+    assert "got 4 focus distance(s) for 5 slice(s)" in short["message"]
+    assert "Refocus: Focal Stack Depth: got 4 focus distance(s)" in stack["stderr"]
+    # The render finished, All in Focus passing Slice 1 through.
+    slice_1 = read_image(STACK_SAMPLE / "slice_00.exr")
+    np.testing.assert_array_equal(read_image(short["composite"])[..., :3], slice_1)
+    learned = stack["learned"]
+    if any((WEIGHTS_DIR / name).is_file() for name in WEIGHT_FILES):
+        assert learned["state"] == "DONE", learned
+    else:  # no FocalStackNet weights shipped: the node names the file to provide
+        assert learned["state"] == "ERROR" and str(WEIGHTS_DIR / WEIGHT_FILES[-1]) in learned["message"]
+
+
+# ------------------------------------------------------------------------ the op on its own
+@pytest.mark.parametrize("sizes, distances, message", [
+    ([(24, 32)], [1.0], "a focal stack needs at least 2 slices, got 1"),
+    ([(24, 32)] * 3, [0.5, 1.0], "got 2 focus distance(s) for 3 slice(s)"),
+    ([(24, 32)] * 3, [0.5, 1.0, 1.0], "focus distance 1 m appears more than once"),
+    ([(24, 32)] * 3, [0.5, 0.0, 2.0], "focus distances must be positive, got 0 m"),
+    ([(24, 32), (24, 32), (12, 16)], [0.5, 1.0, 2.0], "Slice 3 is 16x12 but Slice 1 is 32x24"),
+])
+def test_focal_stack_op_refuses_bad_input(tmp_path: Path, sizes: list[tuple[int, int]], distances: list[float],
+                                          message: str) -> None:
+    """What the node shows for a bad stack: the worker op's one-sentence InputError."""
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for k, (h, w) in enumerate(sizes, start=1):
+        path = tmp_path / f"slice_{k}.exr"
+        write_exr(path, {c: rng.random((h, w), dtype=np.float32) for c in "RGBA"})
+        inputs[f"slice_{k}"] = {"path": str(path)}
+    outputs = {name: str(tmp_path / f"{name}.npy") for name in ("depth", "all_in_focus", "confidence")}
+    job = Job(1, "focal_stack_depth", inputs, {"focus_distances": distances, "focal_length_mm": 50.0, "device": "cpu"},
+              outputs, send=lambda message: None)
+    with pytest.raises(InputError, match=re.escape(message)):
+        focal_stack_depth_op(job)
+    assert not any(Path(p).exists() for p in outputs.values())  # nothing written
