@@ -80,15 +80,18 @@ class NeedsRender(RefocusError):
 
 
 class FrameEvaluation:
-    """Computes every Refocus node of ``tree`` (by default ``scene``'s compositor) at the scene's frame.
+    """Computes every Refocus node of ``tree`` (by default ``scene``'s compositor) at the scene's frame,
+    or with ``outputs_only`` those whose result reaches an output (a render's needs).
 
     Render Layers that feed the nodes are read from ``passes`` (a render job's), or from passes this
     evaluation renders itself when ``render_passes`` allows it; :meth:`release` frees those.
     """
 
     def __init__(self, scene: bpy.types.Scene, scratch: renders.Scratch, *, tree: bpy.types.NodeTree | None = None,
-                 passes: renders.RenderedPasses | None = None, render_passes: bool = False) -> None:
+                 passes: renders.RenderedPasses | None = None, render_passes: bool = False,
+                 outputs_only: bool = False) -> None:
         self.scene = scene
+        self.outputs_only = outputs_only
         self.tree = tree if tree is not None else scene.compositing_node_group
         self.frame = scene.frame_current
         self.scratch = scratch
@@ -103,7 +106,7 @@ class FrameEvaluation:
         """Evaluate node after node; yield (node, request) while the worker computes it."""
         if self.tree is None:
             return
-        order = [n.name for n in graph.evaluation_order(self.tree)]
+        order = [n.name for n in graph.evaluation_order(self.tree, self.outputs_only)]
         if not order:
             return
         nodes = self.tree.nodes
@@ -277,7 +280,7 @@ _sessions: dict[str, RenderSession] = {}
 def _wants_refocus(scene: bpy.types.Scene) -> bool:
     tree = scene.compositing_node_group
     return (not renders.is_internal(scene) and not is_busy() and tree is not None
-            and scene.render.use_compositing and bool(graph.refocus_nodes(tree)))
+            and scene.render.use_compositing and bool(graph.feeding_outputs(tree)))
 
 
 def begin_render(scene: bpy.types.Scene) -> None:
@@ -288,7 +291,7 @@ def begin_render(scene: bpy.types.Scene) -> None:
     finish_render(scene)
     session = _sessions[scene.name] = RenderSession()
     tree = scene.compositing_node_group
-    uses = graph.render_layer_uses(tree, scene, graph.refocus_nodes(tree))
+    uses = graph.render_layer_uses(tree, scene, graph.feeding_outputs(tree))
     if uses:
         with busy():
             session.passes = renders.RenderedPasses(session.scratch, tree, uses)
@@ -308,7 +311,8 @@ def prepare_render_frame(scene: bpy.types.Scene) -> None:
     if scene.name not in _sessions:
         begin_render(scene)  # no render_init seen (a render started some other way)
     session = _sessions[scene.name]
-    evaluation = FrameEvaluation(scene, session.scratch, tree=session.original, passes=session.passes)
+    evaluation = FrameEvaluation(scene, session.scratch, tree=session.original, passes=session.passes,
+                                 outputs_only=True)
     run_blocking(evaluation)
     evaluation.release()
 

@@ -61,10 +61,26 @@ def upstream(tree: bpy.types.NodeTree, node: bpy.types.Node, incoming: dict | No
     return list(seen.values())
 
 
-def evaluation_order(tree: bpy.types.NodeTree) -> list[RefocusNode]:
-    """The tree's active Refocus nodes, each after every Refocus node upstream of it."""
+def feeding_outputs(tree: bpy.types.NodeTree, incoming: dict | None = None) -> list[RefocusNode]:
+    """Unmuted Refocus nodes whose result reaches an output (Group Output, Viewer, File Output)."""
+    incoming = _incoming(tree) if incoming is None else incoming
+    found: dict[str, RefocusNode] = {}
+    for output in tree.nodes:
+        if output.bl_idname in OUTPUT_NODES and not output.mute:
+            for node in upstream(tree, output, incoming):
+                if is_refocus_node(node) and not node.mute:
+                    found[node.name] = node
+    return [n for n in tree.nodes if n.name in found]
+
+
+def evaluation_order(tree: bpy.types.NodeTree, outputs_only: bool = False) -> list[RefocusNode]:
+    """The tree's active Refocus nodes, each after every Refocus node upstream of it.
+
+    ``outputs_only``: only those whose result reaches an output, as a render needs (like Blender's
+    own nodes, one left unlinked costs a render nothing); interactive updates compute them all, so
+    each node shows its own result."""
     incoming = _incoming(tree)
-    nodes = refocus_nodes(tree)
+    nodes = feeding_outputs(tree, incoming) if outputs_only else refocus_nodes(tree)
     needs = {n.name: {u.name for u in upstream(tree, n, incoming) if is_refocus_node(u) and not u.mute}
              for n in nodes}
     order: list[RefocusNode] = []

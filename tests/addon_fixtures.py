@@ -194,10 +194,15 @@ def install(zip_path: str) -> dict[str, Any]:
 
 
 def still(out: str) -> dict[str, Any]:
-    """Render Layers -> Layered Defocus -> Group Output, rendered twice (the second from the cache)."""
+    """Render Layers -> Layered Defocus -> Group Output, rendered twice (the second from the cache).
+    A second Layered Defocus fed by the same passes but linked to no output is left alone."""
     out_dir = Path(out)
     scene = _scene()
     tree = _defocus_tree(scene)
+    spare = tree.nodes.new("RefocusLayeredDefocusNode")
+    spare.name = "Spare"
+    tree.links.new(tree.nodes["Render Layers"].outputs["Image"], spare.inputs["Image"])
+    tree.links.new(tree.nodes["Render Layers"].outputs["Depth"], spare.inputs["Depth"])
     first = _render_still(scene, out_dir / "still.exr")
     evaluator = _addon("evaluator")
     hits = evaluator.cache().hits
@@ -441,6 +446,8 @@ def sources(out: str) -> dict[str, Any]:
     slot = tree.nodes.new("RefocusStereoDepthNode")
     tree.links.new(clip_node.outputs["Image"], slot.inputs["Left"])
     tree.links.new(clip_node.outputs["Image"], slot.inputs["Right"])
+    viewer = tree.nodes.new("CompositorNodeViewer")  # an output too: a render computes what it shows
+    tree.links.new(slot.outputs["Depth"], viewer.inputs[0])
 
     scene.frame_start, scene.frame_end = 1, 2
     _output(scene, out_dir / "chain_####.exr")

@@ -59,6 +59,8 @@ def _assert_close(path: str, expected: np.ndarray) -> None:
 def test_render_layers_through_layered_defocus_equal_core(user_dir: Path, tmp_path: Path) -> None:
     result = run_session("still", user_dir, out=str(tmp_path))
     assert result["nodes"]["Layered Defocus"]["state"] == "DONE"
+    # Like Blender's own nodes, one whose result reaches no output costs a render nothing.
+    assert result["nodes"]["Spare"]["state"] == "IDLE"
     expected = _expected(result["passes"], result["lens"])
     _assert_close(result["still"], expected)
     assert np.abs(expected - read_image(result["passes"])).max() > 0.05  # it did refocus
