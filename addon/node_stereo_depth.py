@@ -11,7 +11,9 @@ from .errors import RefocusError
 from .nodes import SENSOR_FITS, FrameContext, RefocusNode, Socket, request_update
 
 METHODS = (("SGBM", "SGBM", "OpenCV semi-global matching with a left-right check and guided fill (CPU)"),
-           ("LEARNED", "Learned", "The StereoNet-style network with the shipped weights (models/weights)"))
+           ("LEARNED", "Learned", "The StereoNet-style network with the shipped weights (models/weights)"),
+           ("REFINED", "SGBM + Refine", "SGBM, then a StereoNet-style refinement guided by the image "
+                                        "(models/weights/stereonet_refined.pt)"))
 CONVERGENCE_MODES = (
     ("PARALLEL", "Parallel", "Parallel cameras: a rectified pair, zero disparity at infinity"),
     ("OFFAXIS", "Off-Axis", "Parallel cameras with shifted sensors (Blender's default): zero disparity at the "

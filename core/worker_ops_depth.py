@@ -58,10 +58,11 @@ def _weights(learned: Any) -> Path:
         fail(f"the learned method needs {WEIGHTS_DIR / names[-1]}{others}, which is missing: {exc}")
 
 
-def _model(learned: Any, device: "torch.device") -> "torch.nn.Module":
-    """The network of ``learned`` with its default weights, loaded once per worker (it serves frame
-    after frame) and again when the file changes (retrained while Blender runs)."""
-    path = _weights(learned)
+def _model(learned: Any, device: "torch.device", refined: bool = False) -> "torch.nn.Module":
+    """The network of ``learned`` with its default weights (``refined``: the stereo refiner's),
+    loaded once per worker (it serves frame after frame) and again when the file changes
+    (retrained while Blender runs)."""
+    path = learned.default_refined_weights() if refined else _weights(learned)
     return _load(learned.__name__, str(path), path.stat().st_mtime_ns, str(device))
 
 
@@ -77,7 +78,7 @@ def stereo_depth_op(job: "Job") -> dict[str, Any]:
     """Disparity, depth and confidence of the ``left`` view of the rectified pair ``left``, ``right``.
 
     Inputs: ``left``, ``right`` (H, W, 4) scene-linear, the same size.
-    Params: ``method`` (``sgbm`` or ``learned``), ``max_disparity`` (pixels, ``None`` for the
+    Params: ``method`` (``sgbm``, ``learned`` or ``refined``), ``max_disparity`` (pixels, ``None`` for the
     command's default: width / 8 for SGBM, the network's own), ``min_disparity`` (SGBM, pixels,
     default 0), ``camera`` (``core.stereo.StereoCamera`` fields: Blender's stereo camera), ``device``.
     Outputs: ``disparity`` (H, W, 1) pixels, ``x_left - x_right``; ``depth`` (H, W, 1) planar
@@ -114,10 +115,10 @@ def stereo_depth_op(job: "Job") -> dict[str, Any]:
     job.info["max_disparity"] = max_disparity
 
     model = None
-    if method == "learned":
+    if method in ("learned", "refined"):
         from .stereo import learned
 
-        model = _model(learned, device)
+        model = _model(learned, device, refined=method == "refined")
     left, right = image_to_tensor(left_np, device), image_to_tensor(right_np, device)
     job.progress(2, 4)
     result = estimate_disparity(left, right, method, max_disparity, min_disparity, model)

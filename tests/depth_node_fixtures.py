@@ -134,11 +134,12 @@ def stereo(out: str) -> dict[str, Any]:
                               "outputs": {name: _written(folder, name) for name, folder in folders.items()},
                               "leftovers": af._leftovers(tree)}
 
-    # The learned method, into the same chain.
-    node.method = "LEARNED"
-    composite, seconds = _render(scene, out_dir / "learned.exr")
-    result["learned"] = {"seconds": seconds, "nodes": af._nodes(tree),
-                         "outputs": {name: _written(folder, f"learned_{name}") for name, folder in folders.items()}}
+    # The learned methods, into the same chain.
+    for method in ("learned", "refined"):
+        node.method = method.upper()
+        composite, seconds = _render(scene, out_dir / f"{method}.exr")
+        result[method] = {"seconds": seconds, "nodes": af._nodes(tree),
+                          "outputs": {name: _written(folder, f"{method}_{name}") for name, folder in folders.items()}}
     node.method = "SGBM"
 
     # A right view of another size: the node says so, the chain passes the left view through.

@@ -65,7 +65,7 @@ def stereo(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     meta = sample(STEREO_SAMPLE)
     cli_out = out / "cli"
     cli_out.mkdir()
-    for method in ("sgbm", "learned"):
+    for method in ("sgbm", "learned", "refined"):
         files = {name: str(cli_out / f"{method}_{name}.exr") for name in ("disparity", "depth", "confidence")}
         code = cli(["stereo-depth", "--left", str(STEREO_SAMPLE / "left.exr"), "--right",
                     str(STEREO_SAMPLE / "right.exr"), "--method", method, "--output", files["disparity"],
@@ -100,10 +100,11 @@ def test_stereo_depth_node_equals_the_command(stereo: dict[str, Any]) -> None:
     assert stereo["leftovers"] == []
 
 
-def test_learned_stereo_depth_node_equals_the_command(stereo: dict[str, Any]) -> None:
-    learned = stereo["learned"]
+@pytest.mark.parametrize("method", ["learned", "refined"])
+def test_learned_stereo_depth_node_equals_the_command(stereo: dict[str, Any], method: str) -> None:
+    learned = stereo[method]
     assert learned["nodes"]["Stereo Depth"]["state"] == "DONE", learned["nodes"]
-    _assert_stereo_equals_cli(learned["outputs"], stereo["cli_learned"])
+    _assert_stereo_equals_cli(learned["outputs"], stereo[f"cli_{method}"])
     # Not the SGBM result again: the method reached the worker.
     assert _max_diff(read_map(learned["outputs"]["disparity"]), read_map(stereo["outputs"]["disparity"])) > 0.01
 

@@ -39,14 +39,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--left", required=True, help="left image")
     p.add_argument("--right", required=True, help="right image")
     p.add_argument("--output", required=True, help="disparity map in pixels (.pfm, .exr, .npy)")
-    p.add_argument("--method", choices=METHODS, default="sgbm", help="sgbm (default) or learned")
+    p.add_argument("--method", choices=METHODS, default="sgbm",
+                   help="sgbm (default), learned (StereoNet) or refined (SGBM + learned refinement)")
     p.add_argument("--max-disparity", type=int, metavar="D",
                    help="largest disparity searched, pixels (SGBM: a multiple of 16, default width/8; "
                         "learned: default the model's)")
     p.add_argument("--min-disparity", type=int, default=0, metavar="D",
                    help="smallest disparity searched (SGBM; negative for OFFAXIS pairs; default 0)")
     p.add_argument("--confidence", metavar="OUT", help="also write the confidence map in [0, 1]")
-    p.add_argument("--weights", help="network weights for --method learned (default: the shipped ones)")
+    p.add_argument("--weights", help="network weights for --method learned or refined (default: the shipped ones)")
     cam = p.add_argument_group("metric depth (Blender's stereo camera)")
     cam.add_argument("--depth", metavar="OUT", help="also write planar depth in metres")
     cam.add_argument("--baseline", type=float, metavar="M", help="interocular distance, metres")
@@ -107,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     left, right = image_to_tensor(left_np, device), image_to_tensor(right_np, device)
     model = None
-    if args.method == "learned":
-        from ..stereo.learned import load_model
+    if args.method in ("learned", "refined"):
+        from ..stereo.learned import default_refined_weights, load_model
 
-        model = load_model(args.weights, device)
+        model = load_model(args.weights or (default_refined_weights() if args.method == "refined" else None), device)
     result = estimate_disparity(left, right, args.method, max_disparity, args.min_disparity, model)
     disparity = result.disparity[0, 0].detach().cpu().numpy()
     outputs = [(args.output, disparity, "D")]

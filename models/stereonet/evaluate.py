@@ -28,7 +28,7 @@ from core.colour import linear_to_srgb
 from core.errors import InputError, check
 from core.imageio import atomic_write
 from core.stereo import StereoMetrics, benchmark, estimate_disparity
-from core.stereo.learned import load_model
+from core.stereo.learned import is_refiner, load_model
 from core.stereo.metrics import format_table
 
 Pair = tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]  # name, left, right (1, 3, H, W), truth (H, W)
@@ -92,6 +92,8 @@ def evaluate(sources: list[str], weights: str | None, limit: int, device: torch.
              ) -> str:
     model = load_model(weights, device) if weights else None
     methods = ["sgbm"] + (["learned"] if model is not None else [])
+    # The SGBM-guided refiner runs through the same ``learned`` entry point; name it for what it is.
+    label = {"sgbm": "sgbm", "learned": "sgbm+refine" if model is not None and is_refiner(model) else "learned"}
     table: dict[str, dict[str, StereoMetrics]] = {}
     timing: list[str] = []
     sheet = []
@@ -109,15 +111,16 @@ def evaluate(sources: list[str], weights: str | None, limit: int, device: torch.
                 result = estimate_disparity(left.to(device), right.to(device), method, max_disparity,
                                             model=model)
                 seconds[method] += time.perf_counter() - start
-                estimates[method] = result.disparity[0, 0].cpu()
-                scores[method].append(benchmark(estimates[method], truth))
+                estimates[label[method]] = result.disparity[0, 0].cpu()
+                scores[method].append(benchmark(estimates[label[method]], truth))
             count += 1
             if n == 0 and png:
                 sheet.append(sheet_row(left, truth, estimates))
         check(count > 0, f"data source {spec} has no pairs")
         for method in methods:
-            table[f"{method} on {spec}"] = mean_metrics(scores[method])
-            timing.append(f"{method} on {spec}: {seconds[method] / count:.3f} s per pair ({count} pairs, {device})")
+            table[f"{label[method]} on {spec}"] = mean_metrics(scores[method])
+            timing.append(f"{label[method]} on {spec}: {seconds[method] / count:.3f} s per pair ({count} pairs, "
+                          f"{device})")
     if png and sheet:
         width = max(row.shape[1] for row in sheet)
         rows = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in sheet]

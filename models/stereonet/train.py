@@ -127,7 +127,8 @@ def train(config: NetConfig, settings: TrainSettings, data: Dataset, out: Path, 
         loss.backward()
         optimiser.step()
         schedule.step()
-        running = float(loss) if running is None else 0.98 * running + 0.02 * float(loss)
+        value = float(loss.detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
         bar(step, settings.steps)
         if not quiet and (step % log_every == 0 or step == settings.steps):
             print(f"step {step}/{settings.steps} loss {running:.4f} lr {schedule.get_last_lr()[0]:.2e} "
