@@ -28,6 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.defocus_speed
 	$(PY) -m bench.cycles_agreement
+	$(PY) -m bench.compositor_speed
 	$(PY) -m bench.stereo_speed
 	$(PY) -m bench.focal_stack_speed
 
