@@ -21,11 +21,9 @@ from blender_scenes.build_extension import build
 from core.cli import main as cli
 from core.defocus import refocus
 from core.errors import InputError
-from core.focal_stack.learned import WEIGHT_FILES
 from core.focal_stack.slices import MAX_DEPTH_M
 from core.imageio import read_image, read_map, write_exr
 from core.optics import Lens
-from core.weights import WEIGHTS_DIR
 from core.worker import Job
 from core.worker_ops_depth import focal_stack_depth_op
 from depth_node_fixtures import (DEFOCUS_LENS, MAX_DISPARITY, STACK_SAMPLE, STEREO_SAMPLE, run_depth_session,
@@ -142,13 +140,14 @@ def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     meta = sample(STACK_SAMPLE)
     cli_out = out / "cli"
     cli_out.mkdir()
-    files = {name: str(cli_out / f"{name}.exr") for name in ("depth", "aif", "confidence")}
-    code = cli(["focal-stack-depth", "--stack", *(str(STACK_SAMPLE / v["file"]) for v in meta["slices"]),
-                "--focus-distances", *(repr(d) for d in meta["focus_distances"]),
-                "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]),
-                "--depth", files["depth"], "--aif", files["aif"], "--confidence", files["confidence"], "--quiet"])
-    assert code == 0
-    result["cli"] = files
+    for method in ("classical", "learned"):
+        files = {name: str(cli_out / f"{method}_{name}.exr") for name in ("depth", "aif", "confidence")}
+        code = cli(["focal-stack-depth", "--stack", *(str(STACK_SAMPLE / v["file"]) for v in meta["slices"]),
+                    "--focus-distances", *(repr(d) for d in meta["focus_distances"]),
+                    "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]), "--method", method,
+                    "--depth", files["depth"], "--aif", files["aif"], "--confidence", files["confidence"], "--quiet"])
+        assert code == 0
+        result["cli" if method == "classical" else "cli_learned"] = files
     return result
 
 
@@ -178,11 +177,12 @@ def test_focal_stack_errors_show_on_the_node(stack: dict[str, Any]) -> None:
     # The render finished, All in Focus passing Slice 1 through.
     slice_1 = read_image(STACK_SAMPLE / "slice_00.exr")
     np.testing.assert_array_equal(read_image(short["composite"])[..., :3], slice_1)
-    learned = stack["learned"]
-    if any((WEIGHTS_DIR / name).is_file() for name in WEIGHT_FILES):
-        assert learned["state"] == "DONE", learned
-    else:  # no FocalStackNet weights shipped: the node names the file to provide
-        assert learned["state"] == "ERROR" and str(WEIGHTS_DIR / WEIGHT_FILES[-1]) in learned["message"]
+
+
+def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
+    """The shipped FocalStackNet (dff_guided.pt) through the node, against the command."""
+    _assert_stack_equals_cli(stack["learned"], stack["cli_learned"])
+    assert _max_diff(read_map(stack["learned"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
 
 
 # ------------------------------------------------------------------------ the op on its own

@@ -98,3 +98,59 @@ def test_bad_weights_and_inputs(tmp_path, tiny):
         learned_depth(torch.rand(3, 3, 16, 16), [1.0, 1.0, 2.0], tiny)
     with pytest.raises(InputError, match="RGB"):
         learned_depth(torch.rand(3, 1, 16, 16), [1.0, 1.5, 2.0], tiny)
+
+
+@pytest.mark.parametrize("name", ["small", "guided"])
+def test_shipped_weights_load_and_run(one_thread, name):
+    """The shipped dff_small.pt and dff_guided.pt (trained on the Cycles defocusnet data) load and
+    keep depth in range; dff_guided.pt is what --method learned takes by default.
+
+    Not a quality check: see models/weights/dff_*.md for their held-out scores.
+    """
+    from core.focal_stack.learned import default_weights
+    from core.weights import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / f"dff_{name}.pt"
+    model = load_model(path)
+    assert model.config == CONFIGS[name] and model.meta["config_name"] == name
+    assert default_weights().name == "dff_guided.pt"
+    stack = torch.rand(5, 3, 48, 64)
+    focus = [0.1, 0.15, 0.3, 0.7, 1.5]
+    result = learned_depth(stack, focus, model)
+    assert result.depth.shape == (1, 1, 48, 64) and bool(torch.isfinite(result.depth).all())
+    assert 0.1 * (1 - 1e-5) <= float(result.depth.min()) and float(result.depth.max()) <= 1.5 * (1 + 1e-5)
+
+
+def test_guided_config_starts_as_the_focus_prior_and_round_trips(tmp_path, one_thread):
+    """The `guided` network's untrained output is the soft argmax of the classical focus volume
+    (its own logits start at zero), it stays order-invariant, and its config survives the file."""
+    from models.dff.network import PRIOR_SCALE, focus_evidence
+
+    torch.manual_seed(0)
+    net = FocalStackNet(CONFIGS["guided"]).eval()
+    stack = torch.rand(1, 4, 3, 40, 36)
+    focus = torch.tensor([[0.3, 0.1, 1.5, 0.7]])
+    with torch.no_grad():
+        out = net(stack, focus)
+        perm = torch.tensor([2, 0, 3, 1])
+        shuffled = net(stack[:, perm], focus[:, perm])
+        _, log_focus = focus_evidence(stack)
+    assert torch.allclose(out["weights"], torch.softmax(PRIOR_SCALE * log_focus, dim=1), atol=1e-5)
+    assert torch.allclose(out["depth"], shuffled["depth"], rtol=1e-4)
+    path = tmp_path / "guided.pt"
+    save_model(path, net, {"config_name": "guided"})
+    loaded = load_model(path)
+    assert loaded.config == CONFIGS["guided"] and loaded.config.focus_prior
+    with torch.no_grad():
+        assert torch.allclose(loaded(stack, focus)["depth"], out["depth"])
+
+
+def test_slice_targets_bracket_the_true_depth():
+    from models.dff.loss import slice_targets
+
+    inv = torch.tensor([[10.0, 1.0, 5.0]])  # any order
+    gt = torch.tensor([1.0, 3.0, 5.0, 7.5, 10.0]).view(1, 1, 1, 5)
+    t = slice_targets(inv, gt)
+    assert torch.allclose(t.sum(dim=1), torch.ones(1, 1, 1, 5))
+    assert torch.allclose((t * inv.view(1, 3, 1, 1, 1)).sum(dim=1), gt)
+    assert torch.allclose(t[0, :, 0, 0, 1], torch.tensor([0.0, 0.5, 0.5]))

@@ -25,12 +25,12 @@ from ..weights import default_weights as _default_weights
 from .depth_from_focus import FocusResult
 from .slices import check_focus_distances, depth_from_dioptres
 
-WEIGHT_FILES = ("dff_full.pt", "dff_tiny.pt")  # preference order
+WEIGHT_FILES = ("dff_full.pt", "dff_guided.pt", "dff_tiny.pt")  # preference order
 WHAT = "FocalStackNet"
 
 
 def default_weights() -> Path:
-    """The shipped weights: the full model when present, else the tiny one."""
+    """The shipped weights, in :data:`WEIGHT_FILES` order (``dff_guided.pt`` ships today)."""
     return _default_weights(WEIGHT_FILES, WHAT, f"python -m models.dff.train --config tiny --data synthetic --out {WEIGHTS_DIR}")
 
 

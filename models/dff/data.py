@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from core.focal_stack.alignment import scale_about_centre, warp_images
 from models.data import FocalStackDataset
+from models.data.folder import DatasetFolder
 
 from .synthetic import SyntheticFocalStacks
 
@@ -33,8 +34,8 @@ class FolderFocalStacks(Dataset):
     brings slices rendered with focus breathing back onto the all-in-focus grid.
     """
 
-    def __init__(self, root: str | Path, split: str | None = None) -> None:
-        self.data = FocalStackDataset(root, split=split)
+    def __init__(self, root: str | Path, split: str | None = None, allow_incomplete: bool = False) -> None:
+        self.data = (_CompleteSamples if allow_incomplete else FocalStackDataset)(root, split=split)
         self.breathing = bool(self.data.folder.description.get("options", {}).get("breathing"))
 
     def __len__(self) -> int:
@@ -48,6 +49,14 @@ class FolderFocalStacks(Dataset):
             stack, depth, aif = _unbreathe(stack, depth, aif, fov)
         return {"stack": stack, "focus_distances": sample["focus_distances"], "depth": depth, "aif": aif,
                 "defocus_scale": sample["coc_px_per_dioptre"].mean()}
+
+
+class _CompleteSamples(FocalStackDataset):
+    """A ``defocusnet`` folder whose rendering was stopped short of its count: its complete samples."""
+
+    def __init__(self, root: str | Path, split: str | None = None) -> None:
+        self.folder = DatasetFolder(root, "defocusnet", split, allow_incomplete=True)
+        self.slices, self.augment = None, None
 
 
 def _unbreathe(stack: torch.Tensor, depth: torch.Tensor, aif: torch.Tensor,
@@ -68,12 +77,16 @@ def _unbreathe(stack: torch.Tensor, depth: torch.Tensor, aif: torch.Tensor,
     return stack[crop], depth[crop], aif[crop]
 
 
-def open_source(data: str, size: int = 128, seed: int = 0) -> Dataset:
-    """The dataset ``--data`` names: ``synthetic[:COUNT]`` or a ``defocusnet`` folder."""
+def open_source(data: str, size: int = 128, seed: int = 0, allow_incomplete: bool = False) -> Dataset:
+    """The dataset ``--data`` names: ``synthetic[:COUNT]`` or a ``defocusnet`` folder.
+
+    ``allow_incomplete`` reads a folder whose rendering stopped short of its ``--count`` (its
+    manifest rebuilt by ``python -m blender_scenes.validate DIR --reindex``): the complete samples.
+    """
     if data.startswith("synthetic"):
         count = int(data.split(":", 1)[1]) if ":" in data else 256
         return SyntheticFocalStacks(count, seed=seed, size=size)
-    return FolderFocalStacks(data)
+    return FolderFocalStacks(data, allow_incomplete=allow_incomplete)
 
 
 def random_view(sample: dict[str, torch.Tensor], crop: int, rng: random.Random, slices: int) -> dict[str, torch.Tensor]:

@@ -34,15 +34,16 @@ from .data import open_source
 
 def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.device | str = "cpu", label: str = "",
              limit: int | None = None, table: MetricTable | None = None, grid_rows: list | None = None,
-             suffix: str = "") -> MetricTable:
+             suffix: str = "", grid_limit: int = 4) -> MetricTable:
     """Score the classical method and ``model`` (if any) on ``dataset``; returns the table.
 
-    ``grid_rows``, when a list, receives up to 4 preview rows of tiles. ``suffix`` is appended to
-    the row names (e.g. the split).
+    ``grid_rows``, when a list, receives up to ``grid_limit`` preview rows of tiles from this
+    dataset. ``suffix`` is appended to the row names (e.g. the split).
     """
     table = table if table is not None else MetricTable()
     count = len(dataset) if limit is None else min(limit, len(dataset))
     bar = ProgressBar(f"scoring {label}".strip(), unit=" stacks")
+    rows_before = len(grid_rows) if grid_rows is not None else 0
     for i in range(count):
         sample = dataset[i]
         stack, fd, gt = sample["stack"].to(device), sample["focus_distances"], sample["depth"][None].to(device)
@@ -57,20 +58,22 @@ def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.devi
             table.add(row, depth_metrics(result.depth, gt, in_range))
             if "aif" in sample:
                 table.add(row, aif_metrics(result.all_in_focus[:, :3], sample["aif"][None].to(device)))
-        if grid_rows is not None and len(grid_rows) < 4:
-            grid_rows.append(_preview_row(sample, results, near, far))
+        if grid_rows is not None and len(grid_rows) - rows_before < grid_limit:
+            grid_rows.append(_preview_row(sample, results, near, far, label))
         bar(i + 1, count)
     return table
 
 
-def _preview_row(sample: dict[str, torch.Tensor], results: dict, near: float, far: float) -> list[np.ndarray]:
+def _preview_row(sample: dict[str, torch.Tensor], results: dict, near: float, far: float,
+                 label: str = "") -> list[np.ndarray]:
     def hwc(t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().float().numpy().transpose(1, 2, 0)
 
     order = torch.argsort(sample["focus_distances"])
     first, last = int(order[0]), int(order[-1])
     fd = sample["focus_distances"]
-    row = [caption(tile(hwc(sample["stack"][first])), f"slice at {float(fd[first]):.2f} m"),
+    where = f"{label}: " if label else ""
+    row = [caption(tile(hwc(sample["stack"][first])), f"{where}slice at {float(fd[first]):.2f} m"),
            caption(tile(hwc(sample["stack"][last])), f"slice at {float(fd[last]):.2f} m"),
            caption(depth_tile(sample["depth"][0].numpy(), near, far), "ground truth")]
     for name, result in results.items():
@@ -93,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         model = None if args.classical_only else load_model(args.weights, args.device)
         table = MetricTable()
         rows: list = []
+        per_split = max(2, 4 // len(args.data))  # preview rows from every split
         for data in args.data:
             split = data if data.startswith("synthetic") else Path(data).name
             evaluate(model, open_source(data, seed=1000), args.device, split, args.limit, table,
-                     rows if args.grid else None, suffix=f" / {split}" if len(args.data) > 1 else "")
+                     rows if args.grid else None, suffix=f" / {split}" if len(args.data) > 1 else "",
+                     grid_limit=per_split)
     except InputError as exc:
         sys.stderr.write(f"models.dff.evaluate: error: {exc}\n")
         return 2

@@ -11,6 +11,10 @@
   ``defocus_scale`` |1/F_n - 1/g|, divided by ``defocus_scale`` (so in dioptres), when the batch
   knows the lens.
 
+* Slice choice (optional, ``slice_ce``): cross-entropy of the slice weights against the two
+  slices bracketing the true inverse depth, split linearly between them (the target whose
+  expectation is the truth), so the weights learn to pick the in-focus slice, not to hedge.
+
 Valid pixels: finite, positive ground-truth depth.
 """
 
@@ -29,6 +33,25 @@ class LossWeights:
     relative_depth: float = 1.0
     aif: float = 1.0
     defocus: float = 0.1
+    slice_ce: float = 0.0
+
+
+def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor:
+    """(B, N) slice dioptres, (B, 1, H, W) target dioptres within their range -> (B, N, 1, H, W)
+    weights on the two slices bracketing each target, linear in dioptres (any slice order)."""
+    b, n = inv_focus.shape
+    h, w = gt_inv.shape[-2:]
+    sorted_inv, order = inv_focus.sort(dim=1)
+    values = gt_inv.reshape(b, h * w).contiguous()
+    k = torch.searchsorted(sorted_inv.contiguous(), values).clamp(1, n - 1)
+    lower, upper = sorted_inv.gather(1, k - 1), sorted_inv.gather(1, k)
+    frac = ((values - lower) / (upper - lower).clamp_min(1e-9)).clamp(0.0, 1.0)
+    target_sorted = torch.zeros(b, n, h * w, dtype=gt_inv.dtype, device=gt_inv.device)
+    target_sorted.scatter_add_(1, (k - 1).unsqueeze(1), (1 - frac).unsqueeze(1))
+    target_sorted.scatter_add_(1, k.unsqueeze(1), frac.unsqueeze(1))
+    target = torch.empty_like(target_sorted)
+    target.scatter_(1, order.unsqueeze(-1).expand(b, n, h * w), target_sorted)
+    return target.view(b, n, 1, h, w)
 
 
 def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
@@ -64,5 +87,9 @@ def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
         error = (out["defocus"] / scale - target).abs()
         parts["defocus"] = torch.where(valid.unsqueeze(1), error, torch.zeros_like(error)).sum() / (
             count * out["defocus"].shape[1])
+    if weights.slice_ce > 0:
+        target = slice_targets(inv_focus, gt_inv)
+        ce = -(target * out["weights"].clamp_min(1e-8).log()).sum(dim=1)
+        parts["slice_ce"] = masked_mean(ce)
     total = sum(getattr(weights, name) * value for name, value in parts.items())
     return total, {name: float(value.detach()) for name, value in parts.items()}

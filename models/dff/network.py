@@ -18,6 +18,11 @@ In the spirit of DefocusNet (seed 002) and DfF in the Wild (seed 004):
 * The all-in-focus head (AiFNet's refining design) starts from sum_n p_n I_n and adds a residual
   from a few same-resolution convolutions over that image and the pooled slice features.
 
+The ``guided`` configuration (``NetConfig.focus_prior``) also feeds every slice the classical
+focus evidence of core.focal_stack (log modified Laplacian, raw and guided-filtered, normalised
+across the stack) and adds ``prior_scale * log(filtered measure)`` to its focus logit. The
+network's own logit starts at zero, so untrained it is a soft argmax of the classical cost volume.
+
 Inputs are scene-linear; the network sees sRGB-encoded values (what its convolutions compare is
 then about perceptually even) and each slice's normalised focus position within the stack. Only
 torch and core are imported here, so core can load weights without the training code.
@@ -44,6 +49,11 @@ class NetConfig:
     width: int = 16          # channels of the first level; doubled per level
     levels: int = 4          # resolution levels (input size should divide by 2 ** (levels - 1))
     aif_blocks: int = 2      # residual blocks of the all-in-focus head
+    # "guided": feed each slice's classical focus evidence (modified Laplacian, guided-filtered,
+    # normalised across the stack) to the encoder, and add prior_scale * log(focus measure) to
+    # each slice's logit, so the untrained network is a soft argmax of the classical cost volume
+    # and training learns a residual on top of it.
+    focus_prior: bool = False
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -51,8 +61,46 @@ class NetConfig:
 
 CONFIGS = {
     "tiny": NetConfig(width=8, levels=3, aif_blocks=1),
+    # between the two: four levels (an 8x wider view for texture-less surfaces) at a CPU step
+    # cost close to tiny's; the one trained on the CPU-rendered Cycles data
+    "small": NetConfig(width=12, levels=4, aif_blocks=2),
     "full": NetConfig(width=24, levels=4, aif_blocks=3),
+    # small's architecture starting from the classical focus volume (see NetConfig.focus_prior)
+    "guided": NetConfig(width=12, levels=4, aif_blocks=2, focus_prior=True),
 }
+
+# Floor of the focus measure (sRGB units per pixel) before its logarithm.
+FOCUS_FLOOR = 1e-4
+# Initial slope of the prior logit in log focus measure: the classical all-in-focus sharpness.
+PRIOR_SCALE = 4.0
+FOCUS_CHANNELS = 3
+
+
+def focus_evidence(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classical focus evidence of a (B, N, 3, H, W) scene-linear stack.
+
+    Returns ((B, N, 3, H, W) input channels, (B, N, 1, H, W) log of the guided-filtered modified
+    Laplacian). The channels are normalised across the stack per pixel, so they are invariant to
+    the slices' order and to the texture's contrast: raw and filtered log measure minus its stack
+    maximum (divided by 4), and the softmax of the filtered one over the slices.
+    """
+    from core.focal_stack.depth_from_focus import default_radius, focus_volume
+    from core.focal_stack.focus_measures import luminance
+    from core.focal_stack.guided_filter import guided_filter
+
+    b, n, _, h, w = rgb.shape
+    with torch.no_grad():
+        flat = rgb.flatten(0, 1)
+        raw = focus_volume(flat)  # (B N, 1, H, W)
+        guide = linear_to_srgb(luminance(flat)).view(b, n, 1, h, w).mean(dim=1)
+        guide = guide.unsqueeze(1).expand(b, n, 1, h, w).flatten(0, 1)
+        filtered = guided_filter(guide, raw, default_radius(h, w), 1e-3).clamp_min(0.0)
+        log_raw = raw.clamp_min(FOCUS_FLOOR).log().view(b, n, 1, h, w)
+        log_filtered = filtered.clamp_min(FOCUS_FLOOR).log().view(b, n, 1, h, w)
+        channels = torch.cat([(log_raw - log_raw.amax(dim=1, keepdim=True)) / 4,
+                              (log_filtered - log_filtered.amax(dim=1, keepdim=True)) / 4,
+                              torch.softmax(PRIOR_SCALE * log_filtered, dim=1)], dim=2)
+    return channels, log_filtered
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -109,6 +157,9 @@ class FocalStackNet(nn.Module):
         self.enc = nn.ModuleList()
         self.enc_mix = nn.ModuleList()
         cin = 4  # sRGB - 0.5, and the slice's focus position in [0, 1]
+        if config.focus_prior:
+            cin += FOCUS_CHANNELS
+            self.prior_scale = nn.Parameter(torch.tensor(PRIOR_SCALE))
         for w in widths:
             self.enc.append(_conv(cin, w))
             self.enc_mix.append(StackMix(w))
@@ -125,6 +176,10 @@ class FocalStackNet(nn.Module):
         self.aif_out = nn.Conv2d(aif_width, 3, 3, padding=1)
         nn.init.zeros_(self.aif_out.weight)
         nn.init.zeros_(self.aif_out.bias)
+        if config.focus_prior:  # the focus logit starts as the prior alone
+            with torch.no_grad():
+                self.head.weight[0].zero_()
+                self.head.bias[0].zero_()
 
     def forward(self, stack: torch.Tensor, focus_distances: torch.Tensor) -> dict[str, torch.Tensor]:
         b, n, _, h, w = stack.shape
@@ -137,9 +192,16 @@ class FocalStackNet(nn.Module):
         ph, pw = (-h) % multiple, (-w) % multiple
         rgb = stack[:, :, :3]
         srgb = linear_to_srgb(rgb)  # the input carries no gradient, so the pow at 0 is harmless
-        x = torch.cat([srgb - 0.5, position.view(b, n, 1, 1, 1).expand(b, n, 1, h, w)], dim=2)
+        parts = [srgb - 0.5, position.view(b, n, 1, 1, 1).expand(b, n, 1, h, w)]
+        prior = None
+        if self.config.focus_prior:
+            evidence, log_focus = focus_evidence(rgb)
+            parts.append(evidence)
+            prior = self.prior_scale * log_focus
+        x = torch.cat(parts, dim=2)
         if ph or pw:
-            x = F.pad(x.flatten(0, 1), (0, pw, 0, ph), mode="replicate").view(b, n, 4, h + ph, w + pw)
+            c = x.shape[2]
+            x = F.pad(x.flatten(0, 1), (0, pw, 0, ph), mode="replicate").view(b, n, c, h + ph, w + pw)
 
         skips = []
         for level, (conv, mix) in enumerate(zip(self.enc, self.enc_mix)):
@@ -156,7 +218,8 @@ class FocalStackNet(nn.Module):
         features = x[..., :h, :w]
 
         out = self.head(features.flatten(0, 1)).view(b, n, 2, h, w)
-        weights = torch.softmax(out[:, :, :1], dim=1)
+        logits = out[:, :, :1] if prior is None else out[:, :, :1] + prior
+        weights = torch.softmax(logits, dim=1)
         defocus = F.softplus(out[:, :, 1:])
         inverse_depth = (weights * inv.view(b, n, 1, 1, 1)).sum(dim=1).clamp_min(MIN_DIOPTRES)
 

@@ -30,7 +30,7 @@ from core.progress import ProgressBar
 
 from .data import collate, open_source, random_view
 from .evaluate import evaluate
-from .loss import dff_loss
+from .loss import LossWeights, dff_loss
 from .network import CONFIGS, FocalStackNet, count_parameters
 
 
@@ -42,10 +42,14 @@ class TrainConfig:
     lr: float
     sample_size: int  # synthetic samples' side, pixels
     max_slices: int = 5
+    warmup: int = 0          # steps of linear learning-rate warm-up before the cosine decay
+    slice_ce: float = 0.0    # weight of the slice cross-entropy (models.dff.loss)
 
 
 TRAIN_CONFIGS = {
     "tiny": TrainConfig(steps=800, batch=4, crop=96, lr=2e-3, sample_size=128),
+    "small": TrainConfig(steps=1600, batch=4, crop=96, lr=2e-3, sample_size=128),
+    "guided": TrainConfig(steps=1800, batch=4, crop=96, lr=1e-3, sample_size=128, warmup=100, slice_ce=0.2),
     "full": TrainConfig(steps=40000, batch=8, crop=256, lr=1e-3, sample_size=256),
 }
 
@@ -67,8 +71,24 @@ class _Cached(Dataset):
         return self.items[i]
 
 
+def rescale(sample: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A sample reduced by ``scale`` (area-averaged images, nearest depth): its blur in pixels
+    shrinks by ``scale``, as a narrower aperture's would, its focus distances stay."""
+    import torch.nn.functional as F
+
+    h, w = sample["depth"].shape[-2:]
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    out = dict(sample)
+    out["stack"] = F.interpolate(sample["stack"], size=size, mode="area")
+    out["aif"] = F.interpolate(sample["aif"][None], size=size, mode="area")[0]
+    out["depth"] = F.interpolate(sample["depth"][None], size=size, mode="nearest")[0]
+    if "defocus_scale" in sample:
+        out["defocus_scale"] = sample["defocus_scale"] * scale
+    return out
+
+
 def split_sources(data: str, val: str | None, size: int, seed: int) -> tuple[Dataset, Dataset]:
-    source = open_source(data, size=size, seed=seed)
+    source = open_source(data, size=size, seed=seed, allow_incomplete=True)
     if val is not None:
         return source, open_source(val, size=size, seed=seed + 1)
     check(data.startswith("synthetic"), "give --val, a held-out folder, to score a model trained on a folder")
@@ -83,12 +103,26 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     train_set, val_set = split_sources(args.data, args.val, tc.sample_size, args.seed)
-    if args.data.startswith("synthetic"):
+    if args.data.startswith("synthetic") or args.cache:
         train_set = _Cached(train_set, "training stacks")
     model = FocalStackNet(config).to(device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.99))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    if args.init:  # fine-tune: start from trained weights of the same configuration
+        from core.focal_stack.learned import load_model
+
+        init = load_model(args.init)
+        check(init.config == config, f"{args.init} is not a '{args.config}' FocalStackNet")
+        model.load_state_dict(init.state_dict())
+    lr = args.lr or tc.lr
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
+    warmup = min(tc.warmup, steps // 2)
+
+    def lr_factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(s - warmup, steps - warmup) / max(1, steps - warmup)))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
+    loss_weights = LossWeights(slice_ce=tc.slice_ce)
     print(f"FocalStackNet {args.config}: {count_parameters(model):,} parameters, {len(train_set)} training stacks, "
           f"{steps} steps of {tc.batch} x {tc.crop}px on {device}", flush=True)
 
@@ -100,6 +134,10 @@ def train(args: argparse.Namespace) -> Path:
             for sample in loader:
                 if not views:
                     slices = rng.randint(2, min(tc.max_slices, sample["stack"].shape[0]))
+                    # smaller circles of confusion in pixels (narrower apertures) by downscaling
+                    scale = rng.uniform(args.min_scale, 1.0) if rng.random() < args.scale_prob else 1.0
+                if scale < 1.0:
+                    sample = rescale(sample, scale)
                 views.append(random_view(sample, tc.crop, rng, slices))
                 if len(views) == tc.batch:
                     yield collate(views)
@@ -112,7 +150,7 @@ def train(args: argparse.Namespace) -> Path:
     for step, batch in zip(range(1, steps + 1), batches()):
         batch = {k: v.to(device) for k, v in batch.items()}
         out = model(batch["stack"], batch["focus_distances"])
-        loss, parts = dff_loss(out, batch)
+        loss, parts = dff_loss(out, batch, loss_weights)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -133,7 +171,8 @@ def train(args: argparse.Namespace) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"dff_{args.config}.pt"
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
-            "train": asdict(tc), "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "train": asdict(tc), "init": args.init, "lr": lr, "min_scale": args.min_scale,
+            "scale_prob": args.scale_prob, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
             "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
             "metrics": {row: table.mean(row) for row in table.rows()}}
     save_model(weights, model, meta)
@@ -149,7 +188,11 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
     note = " (synthetic layered-defocus stacks: a development model, not the shipped one)" if synthetic else ""
     limits = "synthetic textures without lighting or noise" if synthetic else "Cycles scenes of random objects"
     val = f"--val {args.val} " if args.val else ""
-    command = f"python -m models.dff.train --config {args.config} --data {args.data} {val}--out {args.out}"
+    extra = "".join([f" --init {args.init}" if args.init else "", f" --lr {args.lr}" if args.lr else "",
+                     f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
+                     f" --steps {args.steps}" if args.steps else "", f" --seed {args.seed}" if args.seed else "",
+                     f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
+    command = f"python -m models.dff.train --config {args.config} --data {args.data} {val}--out {args.out}{extra}"
     train = meta["train"]
     text = f"""# FocalStackNet `{args.config}`: model card
 
@@ -181,10 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", help="held-out defocusnet folder to score on (default for synthetic: a tenth)")
     p.add_argument("--out", default="models/weights", help="folder for dff_<config>.pt and its model card")
     p.add_argument("--steps", type=int, help="override the configuration's number of steps")
+    p.add_argument("--init", help="start from these weights (same --config): fine-tuning")
+    p.add_argument("--lr", type=float, help="override the configuration's peak learning rate")
+    p.add_argument("--min-scale", type=float, default=1.0,
+                   help="downscale some batches by a random factor down to this (smaller blur in pixels)")
+    p.add_argument("--scale-prob", type=float, default=0.5, help="share of batches downscaled (with --min-scale)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (folders only)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", action="store_true",
+                   help="read every training stack into memory once (about 3 MB per 192x192 5-slice stack)")
     p.add_argument("--log-every", type=int, default=50)
     args = p.parse_args(argv)
     if args.threads:
