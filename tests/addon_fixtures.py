@@ -44,9 +44,11 @@ def blender_env(user_dir: Path, python: str | None = None, **extra: str) -> dict
 
 
 def run_session(scenario: str, user_dir: Path, timeout: float = 300.0, python: str | None = None,
-                env: dict[str, str] | None = None, **args: Any) -> dict[str, Any]:
-    """Run ``scenario`` in a new Python process with bpy (``env``: extra variables); return its RESULT."""
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), scenario, json.dumps(args)],
+                env: dict[str, str] | None = None, script: Path | None = None, **args: Any) -> dict[str, Any]:
+    """Run ``scenario`` of ``script`` (default: this module) in a new Python process with bpy
+    (``env``: extra variables); return its RESULT."""
+    script = Path(__file__).resolve() if script is None else script
+    proc = subprocess.run([sys.executable, str(script), scenario, json.dumps(args)],
                           cwd=REPO, env=blender_env(user_dir, python, **(env or {})), capture_output=True, text=True, timeout=timeout)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:

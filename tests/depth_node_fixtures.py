@@ -32,17 +32,7 @@ DEFOCUS_LENS = {"focal_length_mm": 35.0, "f_stop": 0.5, "focus_distance": 1.0, "
 
 def run_depth_session(scenario: str, user_dir: Path, **args: Any) -> dict[str, Any]:
     """Run ``scenario`` of this module in a new process with bpy; return its RESULT (see addon_fixtures)."""
-    import subprocess
-
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), scenario, json.dumps(args)],
-                          cwd=af.REPO, env=af.blender_env(user_dir), capture_output=True, text=True, timeout=300)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise AssertionError(f"scenario {scenario} failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
-    result["stderr"] = proc.stderr
-    return result
+    return af.run_session(scenario, user_dir, script=Path(__file__).resolve(), **args)
 
 
 def sample(folder: Path) -> dict[str, Any]:

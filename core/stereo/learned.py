@@ -74,6 +74,15 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     return model.to(device).eval()
 
 
+def _check_rgb_pair(left: torch.Tensor, right: torch.Tensor) -> None:
+    """Both views (B, 3+, H, W) of one size: what the networks take."""
+    check_image(left, "left image")
+    check_image(right, "right image")
+    check(left.shape == right.shape, f"left image is {left.shape[-1]}x{left.shape[-2]} but right image is "
+                                     f"{right.shape[-1]}x{right.shape[-2]}")
+    check(left.shape[1] >= 3, f"the network needs RGB images, got {left.shape[1]} channel(s)")
+
+
 def learned_disparity(left: torch.Tensor, right: torch.Tensor, model: torch.nn.Module | None = None,
                       max_disparity: int | None = None) -> StereoResult:
     """Disparity and confidence of the left view by the network.
@@ -92,11 +101,7 @@ def learned_disparity(left: torch.Tensor, right: torch.Tensor, model: torch.nn.M
         all of them) and no pixel flagged ``occluded`` (it does not tell). For the refiner see
         :func:`refined_disparity`.
     """
-    check_image(left, "left image")
-    check_image(right, "right image")
-    check(left.shape == right.shape, f"left image is {left.shape[-1]}x{left.shape[-2]} but right image is "
-                                     f"{right.shape[-1]}x{right.shape[-2]}")
-    check(left.shape[1] >= 3, f"the network needs RGB images, got {left.shape[1]} channel(s)")
+    _check_rgb_pair(left, right)
     if model is None:
         model = load_model(device=left.device)
     if max_disparity is not None:
@@ -132,11 +137,7 @@ def refined_disparity(left: torch.Tensor, right: torch.Tensor, model: torch.nn.M
     """
     from .sgbm import SGBMParams, default_max_disparity, round_disparity_range, stereo_sgbm
 
-    check_image(left, "left image")
-    check_image(right, "right image")
-    check(left.shape == right.shape, f"left image is {left.shape[-1]}x{left.shape[-2]} but right image is "
-                                     f"{right.shape[-1]}x{right.shape[-2]}")
-    check(left.shape[1] >= 3, f"the network needs RGB images, got {left.shape[1]} channel(s)")
+    _check_rgb_pair(left, right)
     if model is None:
         model = load_model(default_refined_weights(), device=left.device)
     check(is_refiner(model), "this model is not an SGBM-guided refiner (stereonet_refined.pt)")
