@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from .errors import RefocusError
-from .nodes import SENSOR_FITS, FrameContext, RefocusNode, Socket, request_update
+from .nodes import FrameContext, RefocusNode, SensorProperties, Socket, request_update
 
 METHODS = (("SGBM", "SGBM", "OpenCV semi-global matching with a left-right check and guided fill (CPU)"),
            ("LEARNED", "Learned", "The StereoNet-style network with the shipped weights (models/weights)"),
@@ -24,7 +24,7 @@ PIVOTS = (("CENTER", "Center", "Both eyes half the interocular distance from the
           ("LEFT", "Left", "The left eye on the camera"), ("RIGHT", "Right", "The right eye on the camera"))
 
 
-class StereoDepthNode(RefocusNode):
+class StereoDepthNode(SensorProperties, RefocusNode):
     """Depth of the left view of a rectified stereo pair (the worker's ``stereo_depth`` op).
 
     Equals ``python -m core stereo-depth --left L --right R --output DISP --depth DEPTH --confidence
@@ -69,13 +69,6 @@ class StereoDepthNode(RefocusNode):
                                         unit="LENGTH", update=request_update,
                                         description="Where Off-Axis and Toe-in views meet")
     pivot: EnumProperty(name="Pivot", items=PIVOTS, default="CENTER", update=request_update)
-    focal_length: FloatProperty(name="Focal Length", default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
-                                update=request_update, description="Lens focal length, millimetres")
-    sensor_width: FloatProperty(name="Sensor", default=36.0, min=1.0, soft_max=100.0, unit="CAMERA",
-                                update=request_update, description="Sensor width, millimetres")
-    sensor_height: FloatProperty(name="Sensor Height", default=24.0, min=1.0, soft_max=100.0, unit="CAMERA",
-                                 update=request_update, description="Sensor height (vertical fit), millimetres")
-    sensor_fit: EnumProperty(name="Sensor Fit", items=SENSOR_FITS, default="AUTO", update=request_update)
 
     def camera(self, ctx: FrameContext) -> dict[str, Any]:
         """Fields of ``core.stereo.StereoCamera`` for this frame."""

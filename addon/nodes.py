@@ -280,14 +280,10 @@ SENSOR_FITS = (("AUTO", "Auto", "Fit the sensor width to the larger image side")
                ("VERTICAL", "Vertical", "Fit the sensor height to the image height"))
 
 
-class LensProperties:
-    """A camera's optics as node properties, or the scene camera's (mixed into nodes that need one)."""
+class SensorProperties:
+    """Focal length and sensor (Blender's camera fields) as node properties: mixed into the nodes
+    that turn pixels into metres."""
 
-    use_scene_camera: BoolProperty(
-        name="Use Scene Camera", default=True, update=request_update,
-        description="Take focal length, sensor, f-stop, aperture shape and focus (distance or object) from "
-                    "the scene's active camera at each frame, so the node matches a Cycles depth-of-field render",
-    )
     focal_length: FloatProperty(name="Focal Length", default=50.0, min=1.0, soft_max=300.0, unit="CAMERA",
                                 update=request_update, description="Lens focal length, millimetres")
     sensor_width: FloatProperty(name="Sensor", default=36.0, min=1.0, soft_max=100.0, unit="CAMERA",
@@ -295,6 +291,16 @@ class LensProperties:
     sensor_height: FloatProperty(name="Sensor Height", default=24.0, min=1.0, soft_max=100.0, unit="CAMERA",
                                  update=request_update, description="Sensor height (vertical fit), millimetres")
     sensor_fit: EnumProperty(name="Sensor Fit", items=SENSOR_FITS, default="AUTO", update=request_update)
+
+
+class LensProperties(SensorProperties):
+    """A camera's optics as node properties, or the scene camera's (mixed into nodes that need one)."""
+
+    use_scene_camera: BoolProperty(
+        name="Use Scene Camera", default=True, update=request_update,
+        description="Take focal length, sensor, f-stop, aperture shape and focus (distance or object) from "
+                    "the scene's active camera at each frame, so the node matches a Cycles depth-of-field render",
+    )
     f_stop: FloatProperty(name="F-Stop", default=2.8, min=0.1, soft_max=64.0, step=10, precision=1,
                           update=request_update, description="Aperture f-number: lower is blurrier")
     focus_distance: FloatProperty(name="Focus Distance", default=2.0, min=0.0, soft_max=100.0, unit="LENGTH",
