@@ -154,3 +154,21 @@ def test_slice_targets_bracket_the_true_depth():
     assert torch.allclose(t.sum(dim=1), torch.ones(1, 1, 1, 5))
     assert torch.allclose((t * inv.view(1, 3, 1, 1, 1)).sum(dim=1), gt)
     assert torch.allclose(t[0, :, 0, 0, 1], torch.tensor([0.0, 0.5, 0.5]))
+
+
+def test_training_draws_from_every_data_folder_and_refuses_synthetic_mixed_with_folders():
+    """`models.dff.train --data A --data B` trains on both folders (say, two f-numbers); the
+    synthetic source cannot be mixed in, and a folder alone needs a held-out --val."""
+    from pathlib import Path
+
+    from models.dff.train import split_sources
+
+    folder = str(Path(__file__).resolve().parents[1] / "blender_scenes" / "samples" / "defocusnet")
+    one, _ = split_sources([folder], folder, size=64, seed=0)
+    both, val = split_sources([folder, folder], folder, size=64, seed=0)
+    assert len(one) == 2 and len(both) == 4 and len(val) == 2
+    torch.testing.assert_close(both[2]["stack"], one[0]["stack"])
+    with pytest.raises(InputError, match="cannot be mixed"):
+        split_sources(["synthetic:4", folder], None, size=32, seed=0)
+    with pytest.raises(InputError, match="--val"):
+        split_sources([folder], None, size=32, seed=0)

@@ -207,3 +207,27 @@ def test_shipped_refiner_beats_sgbm_on_the_bundled_cycles_pairs():
             scores[method].append((m.epe, m.bad2))
     sgbm, refined = np.mean(scores["sgbm"], axis=0), np.mean(scores["refined"], axis=0)
     assert refined[0] < sgbm[0] and refined[1] < sgbm[1], f"EPE, bad-2: refined {refined}, sgbm {sgbm}"
+
+
+def test_synthetic_training_pairs_cache_both_view_orders_with_their_own_sgbm(tmp_path):
+    """The refiner's synthetic training pairs (train_guided --synthetic): the mirrored view is the
+    mirrored right image over the mirrored right disparity, each with SGBM run on that order, and
+    the file is reused, not re-rendered, on a second call."""
+    from models.stereonet.synthetic import make_pair
+    from models.stereonet.train_guided import build_synthetic_cache
+
+    path = build_synthetic_cache(3, 5, tmp_path)
+    views = torch.load(path, weights_only=True)
+    assert len(views) == 2
+    g = torch.Generator().manual_seed(5 * 1_000_003 + 3)
+    pair = make_pair(g, 256, 256, float(32 + 80 * torch.rand((), generator=g)))
+    direct, mirrored = views
+    torch.testing.assert_close(direct["left"].float(), pair["left"], atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(mirrored["left"].float(), pair["right"].flip(-1), atol=2e-3, rtol=1e-2)
+    torch.testing.assert_close(mirrored["truth"].float(), pair["disparity_right"].flip(-1), atol=0.05, rtol=1e-3)
+    for view in views:
+        truth, sgbm = view["truth"].float()[0], view["sgbm"].float()[0]
+        assert int(view["range"]) % 16 == 0 and int(view["range"]) >= 1.1 * float(truth.max())
+        assert stereo_metrics(sgbm, truth).bad2 < 40.0  # SGBM on that view order, not on the other one
+    stamp = path.stat().st_mtime_ns
+    assert build_synthetic_cache(3, 5, tmp_path) == path and path.stat().st_mtime_ns == stamp

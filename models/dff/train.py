@@ -1,7 +1,8 @@
 """Train FocalStackNet: ``python -m models.dff.train --config tiny|full --data DIR --out DIR``.
 
 ``--data`` is a Cycles ``defocusnet`` training folder (issue 5's generator) or ``synthetic[:COUNT]``
-(models.dff.synthetic, for quick checks). Each step draws a batch of random crops with a random
+(models.dff.synthetic, for quick checks); repeat it to train on several folders at once (say, stacks
+rendered at different f-numbers). Each step draws a batch of random crops with a random
 number of slices (2..N) in random order; Adam (beta 0.9, 0.99; seed 004's settings) with a cosine
 learning-rate decay. At the end the model is scored on ``--val`` (a held-out folder, or the last
 tenth of a synthetic source) against the classical method, and ``dff_<config>.pt`` plus a model
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from core.errors import InputError, check
 from core.focal_stack.learned import save_model
@@ -87,11 +88,14 @@ def rescale(sample: dict[str, torch.Tensor], scale: float) -> dict[str, torch.Te
     return out
 
 
-def split_sources(data: str, val: str | None, size: int, seed: int) -> tuple[Dataset, Dataset]:
-    source = open_source(data, size=size, seed=seed, allow_incomplete=True)
+def split_sources(data: list[str], val: str | None, size: int, seed: int) -> tuple[Dataset, Dataset]:
+    synthetic = [d for d in data if d.startswith("synthetic")]
+    check(not synthetic or len(data) == 1, "--data synthetic cannot be mixed with folders")
+    sources = [open_source(d, size=size, seed=seed, allow_incomplete=True) for d in data]
+    source = sources[0] if len(sources) == 1 else ConcatDataset(sources)
     if val is not None:
         return source, open_source(val, size=size, seed=seed + 1)
-    check(data.startswith("synthetic"), "give --val, a held-out folder, to score a model trained on a folder")
+    check(bool(synthetic), "give --val, a held-out folder, to score a model trained on a folder")
     n_val = max(1, len(source) // 10)
     return Subset(source, range(n_val, len(source))), Subset(source, range(n_val))
 
@@ -103,7 +107,7 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     train_set, val_set = split_sources(args.data, args.val, tc.sample_size, args.seed)
-    if args.data.startswith("synthetic") or args.cache:
+    if _synthetic(args) or args.cache:
         train_set = _Cached(train_set, "training stacks")
     model = FocalStackNet(config).to(device)
     if args.init:  # fine-tune: start from trained weights of the same configuration
@@ -166,7 +170,7 @@ def train(args: argparse.Namespace) -> Path:
     seconds = time.perf_counter() - start
     model.eval()
 
-    table = evaluate(model, val_set, device=device, label=str(args.val or f"{args.data} (held-out tenth)"))
+    table = evaluate(model, val_set, device=device, label=str(args.val or f"{args.data[0]} (held-out tenth)"))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = out_dir / f"dff_{args.config}.pt"
@@ -182,9 +186,13 @@ def train(args: argparse.Namespace) -> Path:
     return weights
 
 
+def _synthetic(args: argparse.Namespace) -> bool:
+    return args.data[0].startswith("synthetic")
+
+
 def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta: dict, table: str,
                weights: Path) -> None:
-    synthetic = args.data.startswith("synthetic")
+    synthetic = _synthetic(args)
     note = " (synthetic layered-defocus stacks: a development model, not the shipped one)" if synthetic else ""
     limits = "synthetic textures without lighting or noise" if synthetic else "Cycles scenes of random objects"
     val = f"--val {args.val} " if args.val else ""
@@ -192,7 +200,8 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
                      f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
                      f" --steps {args.steps}" if args.steps else "", f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
-    command = f"python -m models.dff.train --config {args.config} --data {args.data} {val}--out {args.out}{extra}"
+    data = " ".join(f"--data {d}" for d in args.data)
+    command = f"python -m models.dff.train --config {args.config} {data} {val}--out {args.out}{extra}"
     train = meta["train"]
     text = f"""# FocalStackNet `{args.config}`: model card
 
@@ -200,7 +209,7 @@ Depth and an all-in-focus image from a focal stack of any number of slices (mode
 
 - Weights: `{weights.name}`, {count_parameters(model):,} parameters ({weights.stat().st_size / 1e6:.2f} MB),
   architecture `{json.dumps(model.config.to_dict())}`.
-- Trained on: `{args.data}`{note};
+- Trained on: `{', '.join(args.data)}`{note};
   {meta['steps']} steps, batch {train['batch']}, crops {train['crop']} px, 2..{train['max_slices']}
   slices per stack in random order, seed {meta['seed']}, {meta['seconds'] / 60:.1f} min on {meta['device']}.
 - Retrain: `{command}`
@@ -220,7 +229,8 @@ Depth and an all-in-focus image from a focal stack of any number of slices (mode
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.dff.train", description=__doc__.split("\n")[0])
     p.add_argument("--config", choices=sorted(CONFIGS), default="tiny")
-    p.add_argument("--data", required=True, help="defocusnet training folder, or synthetic[:COUNT]")
+    p.add_argument("--data", required=True, action="append",
+                   help="defocusnet training folder (repeat for several), or synthetic[:COUNT]")
     p.add_argument("--val", help="held-out defocusnet folder to score on (default for synthetic: a tenth)")
     p.add_argument("--out", default="models/weights", help="folder for dff_<config>.pt and its model card")
     p.add_argument("--steps", type=int, help="override the configuration's number of steps")

@@ -72,11 +72,28 @@ def sgbm_inputs(left: torch.Tensor, right: torch.Tensor, num: int) -> dict[str, 
 
 
 def build_cache(folder: Path, cache: Path) -> Path:
-    """Both view orders of one pair with SGBM's result for each, stored compactly; returns the file."""
-    out = cache / f"{folder.parent.name}_{folder.name}.pt"
+    """Both view orders of one Cycles pair with SGBM's result for each, stored compactly; returns the file."""
+    return _cache_views(cache / f"{folder.parent.name}_{folder.name}.pt", lambda: read_pair(folder))
+
+
+def build_synthetic_cache(index: int, seed: int, cache: Path) -> Path:
+    """As :func:`build_cache` for synthetic pair ``index`` (:mod:`models.stereonet.synthetic`):
+    256x256 textured planes with a background anywhere from 1 px to 0.4 x the pair's largest
+    disparity (32-112 px), where the Cycles scenes put theirs at a few pixels."""
+    from .synthetic import make_pair
+
+    def pair() -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+        top = float(32 + 80 * torch.rand((), generator=g))
+        return make_pair(g, 256, 256, top)
+
+    return _cache_views(cache / f"synthetic{seed}_{index:06d}.pt", pair)
+
+
+def _cache_views(out: Path, load) -> Path:
     if out.is_file():
         return out
-    pair = read_pair(folder)
+    pair = load()
     views = []
     for mirrored in (False, True):
         if mirrored:  # mirroring swaps the views: the mirrored right view is the new left one
@@ -217,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--holdout", type=int, default=40, help="last pairs kept for validation (default 40)")
     p.add_argument("--limit", type=int, help="use at most this many pairs (default all finished ones)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="COUNT",
+                   help="add COUNT synthetic textured-plane pairs (models/stereonet/synthetic.py), a tenth held out")
+    p.add_argument("--init", help="start from these refiner weights (fine-tuning; their configuration wins)")
     p.add_argument("--steps", type=int, default=100000)
     p.add_argument("--minutes", type=float, default=40.0, help="stop training after this long (default 40)")
     p.add_argument("--batch", type=int, default=8)
@@ -249,15 +269,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cached {len(files)} pairs in {cache_seconds:.0f} s")
         return 0
     train_files, val_files = files[: len(files) - args.holdout], files[len(files) - args.holdout:]
+    if args.synthetic:
+        synthetic = []
+        for i in range(args.synthetic):
+            synthetic.append(build_synthetic_cache(i, args.seed, cache))
+            if (i + 1) % 100 == 0:
+                print(f"synthetic cache {i + 1}/{args.synthetic}", file=sys.stderr, flush=True)
+        cut = args.synthetic - max(1, args.synthetic // 10)
+        train_files, val_files = train_files + synthetic[:cut], val_files + synthetic[cut:]
+        cache_seconds = time.perf_counter() - start
     data = CachedPairs(train_files, tuple(args.crop), augment=True)
     val = CachedPairs(val_files, None, augment=False)
-    config = GuidedConfig(normalize=args.normalize)
-    model = GuidedStereoNet(config).train()
+    if args.init:
+        from core.stereo.learned import load_model
+
+        model = load_model(args.init).train()
+        if not isinstance(model, GuidedStereoNet):
+            print(f"models.stereonet.train_guided: error: {args.init} is not an SGBM refiner", file=sys.stderr)
+            return 2
+        config = model.config
+    else:
+        config = GuidedConfig(normalize=args.normalize)
+        model = GuidedStereoNet(config).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=True,
                                          collate_fn=collate, generator=torch.Generator().manual_seed(args.seed))
     meta = {"method": "SGBM + learned StereoNet-style hierarchical refinement (models/stereonet/guided.py)",
-            "data": f"Cycles stereo {args.data}: {len(train_files)} training pairs, {len(val_files)} held out",
+            "data": f"Cycles stereo {args.data}" + (f" and {args.synthetic} synthetic pairs" if args.synthetic else "")
+                    + f": {len(train_files)} training pairs, {len(val_files)} held out",
+            "init": args.init,
             "command": "python -m models.stereonet.train_guided "
                        + " ".join(argv if argv is not None else sys.argv[1:]),
             "parameters": parameter_count(model), "batch": args.batch, "crop": list(args.crop), "lr": args.lr,
