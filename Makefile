@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench addon dataset-samples clean-venv
+.PHONY: demo test venv bench addon dataset-samples retrain-dff retrain-stereo clean-venv
 venv: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes; pip checks the pins against what is there.
@@ -41,6 +41,34 @@ dataset-samples: $(STAMP)
 	for kind in defocusnet deeplens stereo; do \
 	  $(PY) -m blender_scenes.generate --kind $$kind --count 2 --size 128 128 --out blender_scenes/samples/$$kind --quiet || exit 1; done
 	$(PY) -m blender_scenes.generate --kind sweep --count 1 --size 128 96 --frames 8 --out blender_scenes/samples/sweep --quiet
+
+# Retrain a shipped network from scratch, one command each: render its Cycles data (resumable: a
+# re-run skips finished samples), run every training stage in order, then score it on the held-out
+# splits. Hours on 2 cores; the weights land in models/weights/ with their evaluation PNG.
+# The model cards (models/weights/*.md) explain each stage and list what the shipped run saw.
+DATA   := data
+GEN    := $(PY) -m blender_scenes.generate
+FOCUS  := $(DATA)/defocusnet
+retrain-dff: $(STAMP)
+	$(GEN) --kind defocusnet --count 600 --out $(FOCUS)/train --seed 0 --size 192 192
+	for f in 1.4 2.8 5.6; do $(GEN) --kind defocusnet --count 160 --out $(FOCUS)/train-f$$f --seed 7 --f-stop $$f --size 192 192 || exit 1; done
+	$(GEN) --kind defocusnet --count 24 --out $(FOCUS)/val-f2.8 --seed 9 --f-stop 2.8 --size 192 192
+	$(GEN) --kind defocusnet --count 40 --out $(FOCUS)/test-appearance --seed 1 --split test-appearance
+	for s in test-shape test-wide-dof test-medium-dof; do $(GEN) --kind defocusnet --count 30 --out $(FOCUS)/$$s --seed 1 --split $$s || exit 1; done
+	$(PY) -m models.dff.train --config guided --data $(FOCUS)/train --val $(FOCUS)/test-appearance --out models/weights --threads 1 --cache --log-every 100
+	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 5e-4 --min-scale 0.25 --scale-prob 0.6 --steps 800 --data $(FOCUS)/train --val $(FOCUS)/test-wide-dof --out models/weights --threads 1 --cache --log-every 100
+	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 5e-4 --steps 1600 $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 1 --cache --log-every 100
+	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 3e-4 --steps 1600 $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 1 --cache --log-every 100
+	$(PY) -m models.dff.evaluate $(foreach s,test-shape test-appearance test-wide-dof test-medium-dof,--data $(FOCUS)/$(s)) --grid models/weights/dff_guided_eval.png
+
+STEREO := $(DATA)/stereo
+retrain-stereo: $(STAMP)
+	$(GEN) --kind stereo --count 598 --out $(STEREO)/train --seed 0
+	$(GEN) --kind stereo --count 60 --out $(STEREO)/test --seed 1 --split test
+	$(PY) -m models.stereonet.train_guided --data $(STEREO)/train --cache $(STEREO)/cache --out models/weights/stereonet_refined.pt --limit 598 --holdout 40 --minutes 19 --batch 6 --crop 128 144 --save-every 150 --normalize --threads 1
+	$(PY) -m models.stereonet.train_guided --data $(STEREO)/train --cache $(STEREO)/cache --out models/weights/stereonet_refined.pt --limit 598 --holdout 40 --synthetic 400 --init models/weights/stereonet_refined.pt --minutes 24 --batch 6 --crop 128 144 --save-every 150 --lr 5e-4 --threads 1
+	$(PY) -m models.stereonet.train_guided --data $(STEREO)/train --cache $(STEREO)/cache --out models/weights/stereonet_refined.pt --limit 598 --holdout 40 --synthetic 800 --init models/weights/stereonet_refined.pt --minutes 26 --batch 6 --crop 128 144 --save-every 150 --lr 3e-4 --threads 1
+	$(PY) -m models.stereonet.evaluate --data $(STEREO)/test --data motorcycle --weights models/weights/stereonet_refined.pt --limit 60 --png models/weights/stereonet_refined_eval.png --threads 1
 
 clean-venv:
 	rm -rf $(VENV)
