@@ -121,6 +121,24 @@ def test_shipped_weights_load_and_run(one_thread, name):
     assert 0.1 * (1 - 1e-5) <= float(result.depth.min()) and float(result.depth.max()) <= 1.5 * (1 + 1e-5)
 
 
+def test_shipped_model_beats_classical_on_the_bundled_cycles_stacks(one_thread):
+    """The two focal stacks that ship under blender_scenes/samples/defocusnet (f/1): the default
+    learned weights give a much lower depth MAE than classical depth from focus. Measured: 0.160 m
+    vs 0.420 m. These are training scenes 0 and 1 (same seed) rendered at 128x128 instead of 192,
+    so this guards the shipped file and the inference path, not generalisation: the held-out
+    scores are in models/weights/dff_guided.md."""
+    from pathlib import Path
+
+    from core.focal_stack.learned import default_weights
+    from models.dff.data import open_source
+    from models.dff.evaluate import evaluate
+
+    folder = Path(__file__).resolve().parents[1] / "blender_scenes" / "samples" / "defocusnet"
+    table = evaluate(load_model(default_weights()), open_source(str(folder)))
+    learned, classical = table.mean("learned")["MAE"], table.mean("classical")["MAE"]
+    assert learned < 0.6 * classical, (learned, classical)
+
+
 def test_guided_config_starts_as_the_focus_prior_and_round_trips(tmp_path, one_thread):
     """The `guided` network's untrained output is the soft argmax of the classical focus volume
     (its own logits start at zero), it stays order-invariant, and its config survives the file."""

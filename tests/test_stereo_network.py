@@ -180,14 +180,13 @@ def test_refiner_weights_load_through_the_learned_method_and_the_cli(tmp_path, c
                  "--output", str(tmp_path / "shipped.npy"), "--method", "refined", "--max-disparity", "32", "--quiet"])
     assert code == 0, capsys.readouterr().err
     shipped = estimate_disparity(left, right, "refined", 32).disparity[0, 0].numpy()
-    np.testing.assert_allclose(read_map(tmp_path / "shipped.npy"), shipped, atol=1e-5)
+    np.testing.assert_allclose(read_map(tmp_path / "shipped.npy"), shipped, atol=1e-4)  # px; float32 rounding
 
 
 def test_shipped_refiner_beats_sgbm_on_the_bundled_cycles_pairs():
     """The first three pairs of the held-out Cycles stereo test split (``generate --kind stereo
     --split test --seed 1``), bundled beside the weights: SGBM + the shipped refiner must beat
-    SGBM alone on EPE and bad-2 over all pixels (as in stereonet_refined.md). It does not on
-    Middlebury's Motorcycle; see the model card."""
+    SGBM alone on EPE and bad-2 over all pixels (as in stereonet_refined.md)."""
     from core.stereo import estimate_disparity
     from core.stereo.learned import is_refiner
     from core.weights import WEIGHTS_DIR
@@ -231,3 +230,21 @@ def test_synthetic_training_pairs_cache_both_view_orders_with_their_own_sgbm(tmp
         assert stereo_metrics(sgbm, truth).bad2 < 40.0  # SGBM on that view order, not on the other one
     stamp = path.stat().st_mtime_ns
     assert build_synthetic_cache(3, 5, tmp_path) == path and path.stat().st_mtime_ns == stamp
+
+
+def test_shipped_refiner_beats_sgbm_on_middlebury_motorcycle():
+    """Issue 7's real pair: on Middlebury's Motorcycle (scikit-image's copy) SGBM + the shipped
+    refiner beats SGBM alone on EPE and bad-2 over all pixels, searching the range
+    models.stereonet.evaluate uses. Measured: EPE 1.17 vs 1.21 px, bad-2 7.07 vs 7.11 %; a small
+    margin, so a retrain that loses it fails here."""
+    from core.stereo import benchmark, estimate_disparity
+    from core.weights import WEIGHTS_DIR
+    from models.stereonet.evaluate import pairs
+
+    model = load_model(WEIGHTS_DIR / "stereonet_refined.pt")
+    (_, left, right, truth), = pairs("motorcycle", 1)
+    max_disparity = int(np.ceil(float(truth[torch.isfinite(truth)].max()) * 1.1 / 16) * 16)
+    scores = {method: benchmark(estimate_disparity(left, right, method, max_disparity, model=model).disparity[0, 0],
+                                truth)["all"] for method in ("sgbm", "refined")}
+    assert scores["refined"].epe < scores["sgbm"].epe, scores
+    assert scores["refined"].bad2 < scores["sgbm"].bad2, scores
