@@ -11,6 +11,10 @@
   ``defocus_scale`` |1/F_n - 1/g|, divided by ``defocus_scale`` (so in dioptres), when the batch
   knows the lens.
 
+* Metric depth (optional, ``depth_l1``): L1 of depth in metres divided by the stack's focus span in
+  metres, the MAE the field reports. Dioptre and relative errors are small for far pixels whose
+  slices barely differ in blur, while the MAE in metres is largest there; this term makes the
+  network hedge those pixels towards the metric median.
 * Slice choice (optional, ``slice_ce``): cross-entropy of the slice weights against the two
   slices bracketing the true inverse depth, split linearly between them (the target whose
   expectation is the truth), so the weights learn to pick the in-focus slice, not to hedge.
@@ -34,6 +38,7 @@ class LossWeights:
     aif: float = 1.0
     defocus: float = 0.1
     slice_ce: float = 0.0
+    depth_l1: float = 0.0
 
 
 def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor:
@@ -87,6 +92,11 @@ def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
         error = (out["defocus"] / scale - target).abs()
         parts["defocus"] = torch.where(valid.unsqueeze(1), error, torch.zeros_like(error)).sum() / (
             count * out["defocus"].shape[1])
+    if weights.depth_l1 > 0:
+        fd = batch["focus_distances"].to(gt.dtype)
+        near, far = fd.amin(dim=1).view(-1, 1, 1, 1), fd.amax(dim=1).view(-1, 1, 1, 1)
+        target = torch.where(valid, gt, near).clamp(near, far)
+        parts["depth_l1"] = masked_mean((out["depth"] - target).abs() / (far - near).clamp_min(1e-3))
     if weights.slice_ce > 0:
         target = slice_targets(inv_focus, gt_inv)
         ce = -(target * out["weights"].clamp_min(1e-8).log()).sum(dim=1)

@@ -126,7 +126,7 @@ def train(args: argparse.Namespace) -> Path:
         return 0.5 * (1 + math.cos(math.pi * min(s - warmup, steps - warmup) / max(1, steps - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-    loss_weights = LossWeights(slice_ce=tc.slice_ce)
+    loss_weights = LossWeights(slice_ce=tc.slice_ce, depth_l1=args.depth_l1)
     print(f"FocalStackNet {args.config}: {count_parameters(model):,} parameters, {len(train_set)} training stacks, "
           f"{steps} steps of {tc.batch} x {tc.crop}px on {device}", flush=True)
 
@@ -176,7 +176,7 @@ def train(args: argparse.Namespace) -> Path:
     weights = out_dir / f"dff_{args.config}.pt"
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
             "train": asdict(tc), "init": args.init, "lr": lr, "min_scale": args.min_scale,
-            "scale_prob": args.scale_prob, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
             "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
             "metrics": {row: table.mean(row) for row in table.rows()}}
     save_model(weights, model, meta)
@@ -198,7 +198,8 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
     val = f"--val {args.val} " if args.val else ""
     extra = "".join([f" --init {args.init}" if args.init else "", f" --lr {args.lr}" if args.lr else "",
                      f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
-                     f" --steps {args.steps}" if args.steps else "", f" --seed {args.seed}" if args.seed else "",
+                     f" --steps {args.steps}" if args.steps else "",
+                     f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "", f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
     data = " ".join(f"--data {d}" for d in args.data)
     command = f"python -m models.dff.train --config {args.config} {data} {val}--out {args.out}{extra}"
@@ -239,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-scale", type=float, default=1.0,
                    help="downscale some batches by a random factor down to this (smaller blur in pixels)")
     p.add_argument("--scale-prob", type=float, default=0.5, help="share of batches downscaled (with --min-scale)")
+    p.add_argument("--depth-l1", type=float, default=0.0,
+                   help="weight of an L1 loss on depth in metres (models.dff.loss; default 0: off)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (folders only)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
