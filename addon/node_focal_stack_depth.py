@@ -14,9 +14,11 @@ from .nodes import FrameContext, RefocusNode, Socket, request_update
 
 MAX_SLICES = 8
 METHODS = (("CLASSICAL", "Classical", "Depth from focus: a focus measure per slice, sub-slice fit, guided filter"),
-           ("LEARNED", "Learned", "FocalStackNet with the weights in models/weights (dff_full.pt or dff_tiny.pt)"))
+           ("LEARNED", "Learned", "FocalStackNet with the shipped weights (models/weights/dff_guided.pt)"))
 FOCUS_SOURCES = (("LIST", "List", "Focus distances typed in the node, metres, comma separated"),
-                 ("FILE", "File", "A text file of focus distances, metres, one per line (or comma separated)"))
+                 ("FILE", "File", "A text file of focus distances, metres, one per line (or comma separated)"),
+                 ("CAMERA", "Camera", "The scene camera's focus distance at the frame each slice's Image node shows "
+                                      "(a focus sweep rendered from this scene)"))
 ALIGNMENTS = (
     ("AUTO", "Auto", "Undo focus breathing from the focal length and focus distances, then the residual shift"),
     ("NONE", "None", "The slices are already aligned (a tripod and a lens without breathing, or a render)"),
@@ -43,8 +45,12 @@ class FocalStackDepthNode(RefocusNode):
     time and a node sees its inputs at the current frame only.
 
     Focus distances are metres, one per linked slice, in the same order: typed in the node (comma
-    separated) or read from a text file (numbers separated by commas or new lines, ``#`` starts a
-    comment; ``inf`` for a lens focused at infinity). Without any, the classical method gives depth
+    separated), read from a text file (numbers separated by commas or new lines, ``#`` starts a
+    comment; ``inf`` for a lens focused at infinity), or taken from the scene camera (Camera): each
+    slice's Image node (an image sequence or movie) shows some frame of the sweep at the current
+    scene frame, and that frame's focus distance is the camera's ``dof.focus_distance`` there,
+    keyframed or constant. Sequences count their file numbers as scene frames, movies their first
+    frame as the scene's start frame, as Blender's own render output numbers them. Without any, the classical method gives depth
     as a fractional slice index. The focal length (the scene camera's or the node's) lets the
     worker undo focus breathing (Align Auto).
 
@@ -90,8 +96,10 @@ class FocalStackDepthNode(RefocusNode):
         for k, socket in enumerate(self.inputs):
             socket.hide = k >= self.slices and not socket.is_linked
 
-    def distances(self) -> list[float] | None:
+    def distances(self, ctx: FrameContext) -> list[float] | None:
         """The focus distances in metres, in slice order; ``None`` when none are given."""
+        if self.focus_source == "CAMERA":
+            return self.camera_distances(ctx)
         if self.focus_source == "FILE":
             if not self.focus_file.strip():
                 raise RefocusError("choose a focus distance file, or type the distances (Focus Distances: List)")
@@ -115,14 +123,37 @@ class FocalStackDepthNode(RefocusNode):
             focal_length = float(camera.evaluated_get(ctx.depsgraph).data.lens)
         else:
             focal_length = self.focal_length
-        return {"method": self.method.lower(), "focus_distances": self.distances(), "focal_length_mm": focal_length,
+        return {"method": self.method.lower(), "focus_distances": self.distances(ctx), "focal_length_mm": focal_length,
                 "align": self.align.lower(), "device": ctx.device}
+
+    def camera_distances(self, ctx: FrameContext) -> list[float]:
+        """The scene camera's focus distance at the frame each linked slice shows (class doc)."""
+        camera = ctx.scene.camera
+        if camera is None or camera.type != "CAMERA":
+            raise RefocusError(f"Focus Distances 'Camera' needs an active camera in scene '{ctx.scene.name}'")
+        if camera.data.dof.focus_object is not None:
+            raise RefocusError(f"camera '{camera.name}' focuses on object '{camera.data.dof.focus_object.name}'; "
+                               "Focus Distances 'Camera' reads a focus distance (clear Focus on Object)")
+        out = []
+        for k, socket in enumerate([x for x in self.inputs if x.is_linked]):
+            source = upstream_node(socket)
+            image = getattr(source, "image", None) if source.bl_idname == "CompositorNodeImage" else None
+            if image is None or image.source not in {"SEQUENCE", "MOVIE"}:
+                what = f"a still image ('{image.name}')" if image is not None else f"a {source.bl_label} node"
+                raise RefocusError(f"Slice {k + 1} comes from {what}; Focus Distances 'Camera' needs each slice "
+                                   "from an Image node showing an image sequence or movie")
+            number = shown_frame(ctx.frame, source.frame_start, source.frame_duration, source.frame_offset,
+                                 source.use_cyclic)
+            frame = number if image.source == "SEQUENCE" else ctx.scene.frame_start + number - 1
+            out.append(focus_distance_at(camera.data, frame))
+        return out
 
     def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
         layout.prop(self, "method", text="")
         layout.prop(self, "slices")
         layout.prop(self, "focus_source", expand=True)
-        layout.prop(self, "focus_distances" if self.focus_source == "LIST" else "focus_file", text="")
+        if self.focus_source != "CAMERA":
+            layout.prop(self, "focus_distances" if self.focus_source == "LIST" else "focus_file", text="")
         layout.prop(self, "use_scene_camera")
         row = layout.row()
         row.enabled = not self.use_scene_camera
@@ -146,3 +177,37 @@ def parse_distances(text: str, where: str) -> list[float]:
             except ValueError:
                 raise RefocusError(f"{where}: focus distances must be numbers in metres, got '{word}'") from None
     return values
+
+
+def upstream_node(socket: bpy.types.NodeSocket) -> bpy.types.Node:
+    """The node feeding ``socket``, looking through reroutes."""
+    node = socket.links[0].from_node
+    while node.bl_idname == "NodeReroute" and node.inputs[0].is_linked:
+        node = node.inputs[0].links[0].from_node
+    return node
+
+
+def shown_frame(scene_frame: int, start: int, duration: int, offset: int, cyclic: bool) -> int:
+    """The frame number an Image node shows at ``scene_frame``: Blender's image-user rule (frames
+    counted from ``start``, held at the ends or wrapped when ``cyclic``, then ``offset`` added)."""
+    frame = scene_frame - start + 1
+    if duration > 0:
+        if cyclic:
+            frame %= duration
+            frame = frame or duration
+        else:
+            frame = min(max(frame, 0), duration)
+    return frame + offset
+
+
+def focus_distance_at(camera: bpy.types.Camera, frame: int) -> float:
+    """The camera's ``dof.focus_distance`` (metres) at ``frame``: its keyframes when animated."""
+    from bpy_extras import anim_utils
+
+    anim = camera.animation_data
+    if anim is not None and anim.action is not None and anim.action_slot is not None:
+        bag = anim_utils.action_get_channelbag_for_slot(anim.action, anim.action_slot)
+        curve = bag.fcurves.find("dof.focus_distance") if bag is not None else None
+        if curve is not None:
+            return float(curve.evaluate(frame))
+    return float(camera.dof.focus_distance)

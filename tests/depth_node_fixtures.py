@@ -180,7 +180,45 @@ def focal_stack(out: str) -> dict[str, Any]:
     node.focus_distances = ", ".join(f"{d:g}" for d in distances)
     node.method = "LEARNED"
     result["learned"] = render("learned")
+    node.method = "CLASSICAL"
+    result.update(focus_from_camera(scene, tree, node, out_dir, meta, render))
     return result
+
+
+def focus_from_camera(scene: Any, tree: Any, node: Any, out_dir: Path, meta: dict[str, Any],
+                      render: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+    """The same stack as a focus sweep: an image sequence numbered by frame (0001.exr = frame 1),
+    the camera's focus distance keyframed at each frame, one Image node per slice offset by its
+    index, Focus Distances 'Camera', at scene frame 1; then a still image on Slice 3 (an error)."""
+    import shutil
+
+    import bpy
+
+    sweep = out_dir / "sweep"
+    sweep.mkdir()
+    for k, view in enumerate(meta["slices"]):
+        shutil.copy(STACK_SAMPLE / view["file"], sweep / f"{k + 1:04d}.exr")
+    camera = scene.camera.data
+    for k, distance in enumerate(meta["focus_distances"]):
+        camera.dof.focus_distance = distance
+        camera.keyframe_insert("dof.focus_distance", frame=k + 1)
+    camera.dof.focus_distance = 7.0  # what a reader of the current value alone would get
+    images = []
+    for k in range(len(meta["slices"])):
+        image_node = tree.nodes.new("CompositorNodeImage")
+        image_node.image = bpy.data.images.load(str(sweep / "0001.exr"), check_existing=True)
+        image_node.image.source = "SEQUENCE"
+        image_node.frame_duration, image_node.frame_start, image_node.frame_offset = 1, 1, k
+        images.append(image_node)
+        reroute = tree.nodes.new("NodeReroute")
+        tree.links.new(image_node.outputs["Image"], reroute.inputs[0])
+        tree.links.new(reroute.outputs[0], node.inputs[f"Slice {k + 1}"])
+    scene.frame_set(1)
+    node.focus_source = "CAMERA"
+    out = {"camera": render("camera")}
+    tree.links.new(_image_node(tree, STACK_SAMPLE / meta["slices"][2]["file"]).outputs["Image"], node.inputs["Slice 3"])
+    out["camera_still"] = render("camera_still")
+    return out
 
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (stereo, focal_stack)}

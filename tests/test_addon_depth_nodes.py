@@ -179,6 +179,16 @@ def test_focal_stack_errors_show_on_the_node(stack: dict[str, Any]) -> None:
     np.testing.assert_array_equal(read_image(short["composite"])[..., :3], slice_1)
 
 
+def test_focus_distances_from_the_keyframed_scene_camera(stack: dict[str, Any]) -> None:
+    """Focus Distances 'Camera': the slices as a rendered focus sweep (an image sequence, one Image
+    node per slice offset by its index), the distances from the camera's keyframes at the frame each
+    slice shows; the same depth as the command given the distances. A still image is refused."""
+    _assert_stack_equals_cli(stack["camera"], stack["cli"])
+    still = stack["camera_still"]
+    assert still["state"] == "ERROR"
+    assert "Slice 3 comes from a still image" in still["message"], still["message"]
+
+
 def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
     """The shipped FocalStackNet (dff_guided.pt) through the node, against the command."""
     _assert_stack_equals_cli(stack["learned"], stack["cli_learned"])
