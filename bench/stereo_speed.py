@@ -72,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     models = []
     for weights in ([args.weights] if args.weights else [None, WEIGHTS_DIR / "stereonet_refined.pt"]):
         try:
-            models.append((str(weights or default_weights()), load_model(weights or default_weights())))
+            path = weights or default_weights()
+            models.append((str(path), load_model(path)))
         except Exception:  # no weights shipped: time an untrained network of the full size
             models.append(("untrained full configuration", StereoNet(CONFIGS["full"]).eval()))
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for label, model in models:
+        refiner = is_refiner(model)  # its forward needs SGBM's outputs: time the whole refined path
+        what = "SGBM + refinement network" if refiner else "Network"
         for device in devices:
             net = model.to(device)
             lt, rt = (torch.from_numpy(np.ascontiguousarray(v.transpose(2, 0, 1)))[None].to(device)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
             def run() -> None:
                 with torch.no_grad():
-                    if is_refiner(net):  # SGBM on the CPU, then the refinement network on the device
+                    if refiner:  # SGBM on the CPU, then the refinement network on the device
                         refined_disparity(lt, rt, net, MAX_DISPARITY)
                     else:
                         net(lt, rt, MAX_DISPARITY)
@@ -93,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             t = best_of(max(1, args.repeats if device == "cuda" else 2), run, sync)
             met = "met" if t <= GPU_TARGET_S else "MISSED"
             target = f"; target {GPU_TARGET_S * 1e3:.0f} ms: {met}" if device == "cuda" else ""
-            what = "SGBM + refinement network" if is_refiner(net) else "Network"
             print(f"{what} ({label}) on {device}: {t * 1e3:.1f} ms ({t / ours:.2f}x the SGBM path{target})")
     return 0
 

@@ -203,13 +203,11 @@ def focus_from_camera(scene: Any, tree: Any, node: Any, out_dir: Path, meta: dic
         camera.dof.focus_distance = distance
         camera.keyframe_insert("dof.focus_distance", frame=k + 1)
     camera.dof.focus_distance = 7.0  # what a reader of the current value alone would get
-    images = []
     for k in range(len(meta["slices"])):
         image_node = tree.nodes.new("CompositorNodeImage")
         image_node.image = bpy.data.images.load(str(sweep / "0001.exr"), check_existing=True)
         image_node.image.source = "SEQUENCE"
         image_node.frame_duration, image_node.frame_start, image_node.frame_offset = 1, 1, k
-        images.append(image_node)
         reroute = tree.nodes.new("NodeReroute")
         tree.links.new(image_node.outputs["Image"], reroute.inputs[0])
         tree.links.new(reroute.outputs[0], node.inputs[f"Slice {k + 1}"])

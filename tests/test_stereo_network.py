@@ -190,6 +190,7 @@ def test_shipped_refiner_beats_sgbm_on_the_bundled_cycles_pairs():
     from core.stereo import estimate_disparity
     from core.stereo.learned import is_refiner
     from core.weights import WEIGHTS_DIR
+    from models.stereonet.evaluate import search_range
 
     weights, case = WEIGHTS_DIR / "stereonet_refined.pt", WEIGHTS_DIR / "stereonet_refined_case.npz"
     model = load_model(weights)
@@ -199,7 +200,7 @@ def test_shipped_refiner_beats_sgbm_on_the_bundled_cycles_pairs():
     for i in range(3):
         left, right = (torch.from_numpy(data[f"{side}_{i}"].astype(np.float32))[None] for side in ("left", "right"))
         truth = torch.from_numpy(data[f"disparity_{i}"].astype(np.float32))
-        max_disparity = int(np.ceil(float(truth[torch.isfinite(truth)].max()) * 1.1 / 16) * 16)
+        max_disparity = search_range(truth)
         for method in scores:
             estimate = estimate_disparity(left, right, method, max_disparity, model=model).disparity[0, 0]
             m = stereo_metrics(estimate, truth)
@@ -212,14 +213,12 @@ def test_synthetic_training_pairs_cache_both_view_orders_with_their_own_sgbm(tmp
     """The refiner's synthetic training pairs (train_guided --synthetic): the mirrored view is the
     mirrored right image over the mirrored right disparity, each with SGBM run on that order, and
     the file is reused, not re-rendered, on a second call."""
-    from models.stereonet.synthetic import make_pair
-    from models.stereonet.train_guided import build_synthetic_cache
+    from models.stereonet.train_guided import build_synthetic_cache, synthetic_pair
 
     path = build_synthetic_cache(3, 5, tmp_path)
     views = torch.load(path, weights_only=True)
     assert len(views) == 2
-    g = torch.Generator().manual_seed(5 * 1_000_003 + 3)
-    pair = make_pair(g, 256, 256, float(32 + 80 * torch.rand((), generator=g)))
+    pair = synthetic_pair(3, 5)
     direct, mirrored = views
     torch.testing.assert_close(direct["left"].float(), pair["left"], atol=2e-3, rtol=1e-2)
     torch.testing.assert_close(mirrored["left"].float(), pair["right"].flip(-1), atol=2e-3, rtol=1e-2)
@@ -239,11 +238,11 @@ def test_shipped_refiner_beats_sgbm_on_middlebury_motorcycle():
     margin, so a retrain that loses it fails here."""
     from core.stereo import benchmark, estimate_disparity
     from core.weights import WEIGHTS_DIR
-    from models.stereonet.evaluate import pairs
+    from models.stereonet.evaluate import pairs, search_range
 
     model = load_model(WEIGHTS_DIR / "stereonet_refined.pt")
     (_, left, right, truth), = pairs("motorcycle", 1)
-    max_disparity = int(np.ceil(float(truth[torch.isfinite(truth)].max()) * 1.1 / 16) * 16)
+    max_disparity = search_range(truth)
     scores = {method: benchmark(estimate_disparity(left, right, method, max_disparity, model=model).disparity[0, 0],
                                 truth)["all"] for method in ("sgbm", "refined")}
     assert scores["refined"].epe < scores["sgbm"].epe, scores

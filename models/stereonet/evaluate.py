@@ -57,6 +57,14 @@ def pairs(spec: str, limit: int) -> Iterator[Pair]:
         yield f"{spec} #{i}", s["left"][None], s["right"][None], s["disparity_left"][0]
 
 
+def search_range(truth: torch.Tensor) -> int:
+    """The disparity range every method searches on a pair with ground truth ``truth`` (H, W)
+    pixels: a little beyond the true range, as a user who knows the rig would (1.1 x the largest
+    true disparity, rounded up to a multiple of 16)."""
+    known = truth[torch.isfinite(truth)]
+    return int(np.ceil(float(known.max()) * 1.1 / 16) * 16)
+
+
 def mean_metrics(rows: list[dict[str, StereoMetrics]]) -> dict[str, StereoMetrics]:
     out = {}
     for region in rows[0]:
@@ -102,9 +110,7 @@ def evaluate(sources: list[str], weights: str | None, limit: int, device: torch.
         seconds: dict[str, float] = {m: 0.0 for m in methods}
         count = 0
         for n, (name, left, right, truth) in enumerate(pairs(spec, limit)):
-            known = truth[torch.isfinite(truth)]
-            # Search a little beyond the true range, as a user who knows the rig would.
-            max_disparity = int(np.ceil(float(known.max()) * 1.1 / 16) * 16)
+            max_disparity = search_range(truth)
             estimates = {}
             for method in methods:
                 start = time.perf_counter()

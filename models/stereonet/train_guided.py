@@ -28,8 +28,8 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +37,7 @@ from core.stereo.learned import save_model
 from core.stereo.metrics import stereo_metrics
 from core.stereo.sgbm import SGBMParams, round_disparity_range, stereo_sgbm
 
+from .evaluate import search_range as evaluation_range
 from .guided import GuidedConfig, GuidedStereoNet
 from .loss import barron_loss
 from .network import parameter_count
@@ -46,9 +47,8 @@ KEYS_U8 = ("valid", "occluded")
 
 
 def search_range(truth: torch.Tensor) -> int:
-    """SGBM's range for a pair, as models.stereonet.evaluate picks it: 1.1 x the largest true disparity."""
-    known = truth[torch.isfinite(truth)]
-    num, _ = round_disparity_range(int(math.ceil(float(known.max()) * 1.1 / 16) * 16))
+    """SGBM's range for a pair: :func:`models.stereonet.evaluate.search_range`, at least SGBM's minimum."""
+    num, _ = round_disparity_range(evaluation_range(truth))
     return num
 
 
@@ -76,21 +76,23 @@ def build_cache(folder: Path, cache: Path) -> Path:
     return _cache_views(cache / f"{folder.parent.name}_{folder.name}.pt", lambda: read_pair(folder))
 
 
-def build_synthetic_cache(index: int, seed: int, cache: Path) -> Path:
-    """As :func:`build_cache` for synthetic pair ``index`` (:mod:`models.stereonet.synthetic`):
-    256x256 textured planes with a background anywhere from 1 px to 0.4 x the pair's largest
-    disparity (32-112 px), where the Cycles scenes put theirs at a few pixels."""
+def synthetic_pair(index: int, seed: int) -> dict[str, torch.Tensor]:
+    """Synthetic training pair ``index`` (:mod:`models.stereonet.synthetic`): 256x256 textured
+    planes whose largest disparity is 32-112 px and whose background lies anywhere from 1 px to
+    0.4 x that, where the Cycles scenes put theirs at a few pixels."""
     from .synthetic import make_pair
 
-    def pair() -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(seed * 1_000_003 + index)
-        top = float(32 + 80 * torch.rand((), generator=g))
-        return make_pair(g, 256, 256, top)
-
-    return _cache_views(cache / f"synthetic{seed}_{index:06d}.pt", pair)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + index)
+    top = float(32 + 80 * torch.rand((), generator=g))
+    return make_pair(g, 256, 256, top)
 
 
-def _cache_views(out: Path, load) -> Path:
+def build_synthetic_cache(index: int, seed: int, cache: Path) -> Path:
+    """As :func:`build_cache` for :func:`synthetic_pair` ``index``."""
+    return _cache_views(cache / f"synthetic{seed}_{index:06d}.pt", lambda: synthetic_pair(index, seed))
+
+
+def _cache_views(out: Path, load: Callable[[], dict[str, torch.Tensor]]) -> Path:
     if out.is_file():
         return out
     pair = load()
