@@ -266,20 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         files.append(build_cache(folder, cache))
         if (n + 1) % 100 == 0:
             print(f"cache {n + 1}/{len(folders)} {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    synthetic = []
+    for i in range(args.synthetic):
+        synthetic.append(build_synthetic_cache(i, args.seed, cache))
+        if (i + 1) % 100 == 0:
+            print(f"synthetic cache {i + 1}/{args.synthetic}", file=sys.stderr, flush=True)
     cache_seconds = time.perf_counter() - start
     if args.cache_only:
-        print(f"cached {len(files)} pairs in {cache_seconds:.0f} s")
+        print(f"cached {len(files) + len(synthetic)} pairs in {cache_seconds:.0f} s")
         return 0
     train_files, val_files = files[: len(files) - args.holdout], files[len(files) - args.holdout:]
-    if args.synthetic:
-        synthetic = []
-        for i in range(args.synthetic):
-            synthetic.append(build_synthetic_cache(i, args.seed, cache))
-            if (i + 1) % 100 == 0:
-                print(f"synthetic cache {i + 1}/{args.synthetic}", file=sys.stderr, flush=True)
-        cut = args.synthetic - max(1, args.synthetic // 10)
+    if synthetic:
+        cut = len(synthetic) - max(1, len(synthetic) // 10)
         train_files, val_files = train_files + synthetic[:cut], val_files + synthetic[cut:]
-        cache_seconds = time.perf_counter() - start
     data = CachedPairs(train_files, tuple(args.crop), augment=True)
     val = CachedPairs(val_files, None, augment=False)
     if args.init:
