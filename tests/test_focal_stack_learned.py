@@ -205,3 +205,69 @@ def test_metric_depth_loss_is_the_mae_over_the_focus_span():
     _, parts = dff_loss(off, batch, LossWeights(aif=0.0, depth_l1=1.0))
     assert parts["depth_l1"] == pytest.approx(0.14 / 1.4, rel=1e-5)
     assert "depth_l1" not in dff_loss(off, batch, LossWeights())[1]
+
+
+def test_in_range_loss_ignores_pixels_beyond_the_focus_range():
+    """LossWeights.in_range_only: the depth terms count only the pixels the metrics score (truth
+    within the focus range), so an estimate that differs only beyond the range costs the same."""
+    focus = torch.tensor([[0.1, 0.3, 1.5]])
+    truth = torch.tensor([0.2, 1.0, 3.0]).view(1, 1, 1, 3)  # the last lies beyond the far slice
+    batch = {"depth": truth, "focus_distances": focus}
+    weights = LossWeights(aif=0.0, depth_l1=1.0, slice_ce=0.2, in_range_only=True)
+
+    def estimate(last: float) -> dict[str, torch.Tensor]:
+        depth = torch.tensor([0.25, 0.9, last]).view(1, 1, 1, 3)
+        w = torch.full((1, 3, 1, 1, 3), 1 / 3)
+        return {"depth": depth, "inverse_depth": 1 / depth, "weights": w}
+
+    near_end, far_end = dff_loss(estimate(0.1), batch, weights)[1], dff_loss(estimate(1.5), batch, weights)[1]
+    for name in ("inverse_depth", "relative_depth", "depth_l1", "slice_ce"):
+        assert near_end[name] == pytest.approx(far_end[name], rel=1e-6)
+    assert far_end["depth_l1"] == pytest.approx((0.05 + 0.1) / 2 / 1.4, rel=1e-5)
+    # without the option the pixel beyond the range counts, with its truth clamped to 1.5 m
+    plain = LossWeights(aif=0.0, depth_l1=1.0)
+    assert dff_loss(estimate(0.1), batch, plain)[1]["depth_l1"] > dff_loss(estimate(1.5), batch, plain)[1]["depth_l1"]
+
+
+def test_context_network_starts_as_its_guided_weights_and_sees_the_whole_scene(tmp_path, one_thread):
+    """`context` fine-tunes from `guided` weights: with its block at zero it computes the same depth;
+    once the block is on, depth at one corner depends on pixels ~100 px away (the guided U-Net's view
+    is narrower) and the network stays order-invariant. The reverse start is refused."""
+    from models.dff.train import init_from
+
+    torch.manual_seed(0)
+    guided = FocalStackNet(CONFIGS["guided"]).eval()
+    # trained weights: an untrained network's coarse features are too faint to carry a change
+    guided.load_state_dict(load_model(_shipped_guided()).state_dict())
+    path = tmp_path / "guided.pt"
+    save_model(path, guided, {"config_name": "guided"})
+    net = FocalStackNet(CONFIGS["context"]).eval()
+    init_from(net, str(path))
+    stack = torch.rand(1, 3, 3, 160, 160)
+    focus = torch.tensor([[0.1, 0.7, 0.3]])
+    with torch.no_grad():
+        torch.testing.assert_close(net(stack, focus)["depth"], guided(stack, focus)["depth"])
+        for p in net.context.out.parameters():
+            p.normal_(0.0, 0.1)
+        out = net(stack, focus)
+        far_change = stack.clone()
+        far_change[..., 100:, 100:] = 0.0  # a black patch: the global mean moves too
+        corner = (slice(None), slice(None), slice(0, 24), slice(0, 24))
+        assert (net(far_change, focus)["depth"] - out["depth"])[corner].abs().max() > 1e-4
+        # the guided network does not reach that far (float rounding aside); the context block does
+        assert (guided(far_change, focus)["depth"] - guided(stack, focus)["depth"])[corner].abs().max() < 1e-6
+        perm = torch.tensor([2, 0, 1])
+        torch.testing.assert_close(net(stack[:, perm], focus[:, perm])["depth"], out["depth"], rtol=1e-4, atol=1e-6)
+    context_path = tmp_path / "context.pt"
+    save_model(context_path, net, {"config_name": "context"})
+    assert load_model(context_path).config.context
+    with pytest.raises(InputError, match="does not hold"):
+        init_from(FocalStackNet(CONFIGS["guided"]), str(context_path))
+
+
+def _shipped_guided():
+    from pathlib import Path
+
+    from core.weights import WEIGHTS_DIR
+
+    return Path(WEIGHTS_DIR) / "dff_guided.pt"

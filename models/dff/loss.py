@@ -19,7 +19,11 @@
   slices bracketing the true inverse depth, split linearly between them (the target whose
   expectation is the truth), so the weights learn to pick the in-focus slice, not to hedge.
 
-Valid pixels: finite, positive ground-truth depth.
+Valid pixels: finite, positive ground-truth depth. With ``in_range_only`` the depth terms count only
+pixels whose ground truth lies within the stack's focus range, the pixels the field scores (seed 004's
+FoD500 protocol). Beyond the farthest focus distance a backdrop looks the same at 1.6 m and at 3 m, so
+its clamped target teaches the network to push everything that looks far to the far end; without
+those pixels the far targets are the in-range ones the metric counts.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class LossWeights:
     defocus: float = 0.1
     slice_ce: float = 0.0
     depth_l1: float = 0.0
+    in_range_only: bool = False
 
 
 def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor:
@@ -73,11 +78,13 @@ def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     inv_focus = 1.0 / batch["focus_distances"].to(gt.dtype)
     lo = inv_focus.amin(dim=1).view(-1, 1, 1, 1)
     hi = inv_focus.amax(dim=1).view(-1, 1, 1, 1)
-    gt_inv = torch.where(valid, 1.0 / gt.clamp_min(1e-6), lo).clamp(lo, hi)
-    count = valid.sum().clamp_min(1)
+    gt_inv_raw = torch.where(valid, 1.0 / gt.clamp_min(1e-6), lo)
+    gt_inv = gt_inv_raw.clamp(lo, hi)
+    scored = valid & (gt_inv_raw >= lo) & (gt_inv_raw <= hi) if weights.in_range_only else valid
+    count = scored.sum().clamp_min(1)
 
     def masked_mean(x: torch.Tensor) -> torch.Tensor:
-        return torch.where(valid, x, torch.zeros_like(x)).sum() / count
+        return torch.where(scored, x, torch.zeros_like(x)).sum() / count
 
     span = (hi - lo).clamp_min(1e-3)
     parts = {
@@ -90,8 +97,9 @@ def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
         scale = batch["defocus_scale"].to(gt.dtype).view(-1, 1, 1, 1, 1)
         target = (inv_focus.view(*inv_focus.shape, 1, 1, 1) - gt_inv.unsqueeze(1)).abs()
         error = (out["defocus"] / scale - target).abs()
+        # every valid pixel: blur is defined beyond the focus range too
         parts["defocus"] = torch.where(valid.unsqueeze(1), error, torch.zeros_like(error)).sum() / (
-            count * out["defocus"].shape[1])
+            valid.sum().clamp_min(1) * out["defocus"].shape[1])
     if weights.depth_l1 > 0:
         fd = batch["focus_distances"].to(gt.dtype)
         near, far = fd.amin(dim=1).view(-1, 1, 1, 1), fd.amax(dim=1).view(-1, 1, 1, 1)

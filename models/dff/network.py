@@ -23,6 +23,13 @@ focus evidence of core.focal_stack (log modified Laplacian, raw and guided-filte
 across the stack) and adds ``prior_scale * log(filtered measure)`` to its focus logit. The
 network's own logit starts at zero, so untrained it is a soft argmax of the classical cost volume.
 
+The ``context`` configuration (``NetConfig.context``) adds a scene-context block at the coarsest
+level: dilated convolutions over the stack-pooled features and a global average over the image,
+added back to every slice. Far from the camera the slices of a short lens differ by a fraction of a
+pixel of blur, so focus alone cannot tell a backdrop at 1.3 m from an object at 0.8 m; context (a
+plane behind everything, occluded by the objects) can. The block's output starts at zero, so a
+``context`` network initialised from ``guided`` weights computes exactly what they did.
+
 Inputs are scene-linear; the network sees sRGB-encoded values (what its convolutions compare is
 then about perceptually even) and each slice's normalised focus position within the stack. Only
 torch and core are imported here, so core can load weights without the training code.
@@ -54,6 +61,8 @@ class NetConfig:
     # each slice's logit, so the untrained network is a soft argmax of the classical cost volume
     # and training learns a residual on top of it.
     focus_prior: bool = False
+    # scene context at the coarsest level (see the module docstring)
+    context: bool = False
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -67,6 +76,8 @@ CONFIGS = {
     "full": NetConfig(width=24, levels=4, aif_blocks=3),
     # small's architecture starting from the classical focus volume (see NetConfig.focus_prior)
     "guided": NetConfig(width=12, levels=4, aif_blocks=2, focus_prior=True),
+    # guided plus the scene-context block (NetConfig.context); fine-tunes from guided weights
+    "context": NetConfig(width=12, levels=4, aif_blocks=2, focus_prior=True, context=True),
 }
 
 # Floor of the focus measure (sRGB units per pixel) before its logarithm.
@@ -125,6 +136,30 @@ class StackMix(nn.Module):
         return F.leaky_relu(self.mix(joint.flatten(0, 1)), 0.1).view(b, n, c, h, w) + x
 
 
+class SceneContext(nn.Module):
+    """Scene context for (B, N, C, h, w) coarse features: a residual shared by all slices.
+
+    Pools the stack (maximum over N, so order-invariant), widens the view with 3x3 convolutions
+    dilated 2, 4 and 8 (a receptive field of about 30 coarse pixels), adds a global average over
+    the image, and mixes both by a 1x1 convolution that starts at zero.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.local = nn.Sequential(*[m for d in (2, 4, 8) for m in (
+            nn.Conv2d(channels, channels, 3, padding=d, dilation=d), nn.LeakyReLU(0.1, inplace=True))])
+        self.glob = nn.Linear(channels, channels)
+        self.out = nn.Conv2d(2 * channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = x.amax(dim=1)  # (B, C, h, w)
+        local = self.local(pooled)
+        glob = F.leaky_relu(self.glob(pooled.mean(dim=(2, 3))), 0.1)[..., None, None].expand_as(local)
+        return x + self.out(torch.cat([local, glob], dim=1)).unsqueeze(1)
+
+
 class ResBlock(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -164,6 +199,7 @@ class FocalStackNet(nn.Module):
             self.enc.append(_conv(cin, w))
             self.enc_mix.append(StackMix(w))
             cin = w
+        self.context = SceneContext(widths[-1]) if config.context else None
         self.dec = nn.ModuleList()
         self.dec_mix = nn.ModuleList()
         for i in range(config.levels - 2, -1, -1):
@@ -210,6 +246,8 @@ class FocalStackNet(nn.Module):
             x = self._per_slice(conv, x)
             x = mix(x)
             skips.append(x)
+        if self.context is not None:
+            x = self.context(x)
         for i, (conv, mix) in enumerate(zip(self.dec, self.dec_mix)):
             skip = skips[-2 - i]
             up = F.interpolate(x.flatten(0, 1), size=skip.shape[-2:], mode="bilinear", align_corners=False)

@@ -19,7 +19,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -51,6 +51,8 @@ TRAIN_CONFIGS = {
     "tiny": TrainConfig(steps=800, batch=4, crop=96, lr=2e-3, sample_size=128),
     "small": TrainConfig(steps=1600, batch=4, crop=96, lr=2e-3, sample_size=128),
     "guided": TrainConfig(steps=1800, batch=4, crop=96, lr=1e-3, sample_size=128, warmup=100, slice_ce=0.2),
+    # whole 192 px training frames: the context block needs a view of the scene, not a 96 px patch
+    "context": TrainConfig(steps=1600, batch=2, crop=192, lr=3e-4, sample_size=128, warmup=100, slice_ce=0.2),
     "full": TrainConfig(steps=40000, batch=8, crop=256, lr=1e-3, sample_size=256),
 }
 
@@ -100,6 +102,17 @@ def split_sources(data: list[str], val: str | None, size: int, seed: int) -> tup
     return Subset(source, range(n_val, len(source))), Subset(source, range(n_val))
 
 
+def init_from(model: FocalStackNet, path: str) -> None:
+    """Load trained weights of the same configuration into ``model``; a ``context`` network may
+    also start from the same network without the context block (which starts at zero)."""
+    from core.focal_stack.learned import load_model
+
+    init, config = load_model(path), model.config
+    grows = config.context and not init.config.context and replace(init.config, context=True) == config
+    check(init.config == config or grows, f"{path} does not hold a {config} FocalStackNet")
+    model.load_state_dict(init.state_dict(), strict=not grows)
+
+
 def train(args: argparse.Namespace) -> Path:
     config, tc = CONFIGS[args.config], TRAIN_CONFIGS[args.config]
     steps = args.steps or tc.steps
@@ -110,12 +123,8 @@ def train(args: argparse.Namespace) -> Path:
     if _synthetic(args) or args.cache:
         train_set = _Cached(train_set, "training stacks")
     model = FocalStackNet(config).to(device)
-    if args.init:  # fine-tune: start from trained weights of the same configuration
-        from core.focal_stack.learned import load_model
-
-        init = load_model(args.init)
-        check(init.config == config, f"{args.init} is not a '{args.config}' FocalStackNet")
-        model.load_state_dict(init.state_dict())
+    if args.init:  # fine-tune: start from trained weights
+        init_from(model, args.init)
     lr = args.lr or tc.lr
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99))
     warmup = min(tc.warmup, steps // 2)
@@ -126,7 +135,7 @@ def train(args: argparse.Namespace) -> Path:
         return 0.5 * (1 + math.cos(math.pi * min(s - warmup, steps - warmup) / max(1, steps - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-    loss_weights = LossWeights(slice_ce=tc.slice_ce, depth_l1=args.depth_l1)
+    loss_weights = LossWeights(slice_ce=tc.slice_ce, depth_l1=args.depth_l1, in_range_only=args.in_range_loss)
     print(f"FocalStackNet {args.config}: {count_parameters(model):,} parameters, {len(train_set)} training stacks, "
           f"{steps} steps of {tc.batch} x {tc.crop}px on {device}", flush=True)
 
@@ -176,7 +185,7 @@ def train(args: argparse.Namespace) -> Path:
     weights = out_dir / f"dff_{args.config}.pt"
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
             "train": asdict(tc), "init": args.init, "lr": lr, "min_scale": args.min_scale,
-            "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "in_range_loss": args.in_range_loss, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
             "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
             "metrics": {row: table.mean(row) for row in table.rows()}}
     save_model(weights, model, meta)
@@ -199,7 +208,8 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
     extra = "".join([f" --init {args.init}" if args.init else "", f" --lr {args.lr}" if args.lr else "",
                      f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
                      f" --steps {args.steps}" if args.steps else "",
-                     f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "", f" --seed {args.seed}" if args.seed else "",
+                     f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "", " --in-range-loss" if args.in_range_loss else "",
+                     f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
     data = " ".join(f"--data {d}" for d in args.data)
     command = f"python -m models.dff.train --config {args.config} {data} {val}--out {args.out}{extra}"
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale-prob", type=float, default=0.5, help="share of batches downscaled (with --min-scale)")
     p.add_argument("--depth-l1", type=float, default=0.0,
                    help="weight of an L1 loss on depth in metres (models.dff.loss; default 0: off)")
+    p.add_argument("--in-range-loss", action="store_true",
+                   help="depth losses only where the truth lies in the stack's focus range (the scored pixels)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (folders only)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
