@@ -61,6 +61,7 @@ retrain-dff: $(STAMP)
 	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 3e-4 --steps 1600 $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 1 --cache --log-every 100
 	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 3e-4 --steps 1600 --depth-l1 1.0 $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 2 --cache --log-every 100
 	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 3e-4 --steps 1600 --depth-l1 1.0 --in-range-loss $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 2 --cache --log-every 100
+	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 2e-4 --steps 1600 --depth-l1 1.0 --in-range-loss $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 2 --cache --log-every 100
 	$(PY) -m models.dff.evaluate $(foreach s,test-shape test-appearance test-wide-dof test-medium-dof,--data $(FOCUS)/$(s)) --grid models/weights/dff_guided_eval.png
 
 STEREO := $(DATA)/stereo
