@@ -126,3 +126,18 @@ def test_bad_focus_distances(slanted, bad, message):
 def test_one_slice_is_not_a_stack(slanted):
     with pytest.raises(InputError, match="at least 2 slices"):
         depth_from_focus(slanted[3][:1], [1.0])
+
+
+def test_filtered_focus_volume_batches_stacks_like_one_at_a_time():
+    """The classical cost volume FocalStackNet reads (B stacks at once) is depth_from_focus's."""
+    from core.focal_stack.depth_from_focus import filtered_focus_volume
+
+    stacks = torch.rand(2, 3, 3, 40, 52)
+    raw, filtered = filtered_focus_volume(stacks)
+    assert raw.shape == filtered.shape == (2, 3, 1, 40, 52)
+    for k in range(2):
+        one_raw, one_filtered = filtered_focus_volume(stacks[k])
+        torch.testing.assert_close(raw[k], one_raw, rtol=0, atol=0)
+        torch.testing.assert_close(filtered[k], one_filtered, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(filtered, raw)
+    torch.testing.assert_close(filtered_focus_volume(stacks, radius=0)[1], raw, rtol=0, atol=0)

@@ -64,6 +64,40 @@ def default_radius(height: int, width: int) -> int:
     return max(4, round(max(height, width) / 64))
 
 
+def filtered_focus_volume(
+    stack: torch.Tensor,
+    measure: FocusMeasure = "modified-laplacian",
+    window: int = 9,
+    radius: int | None = None,
+    eps: float = 1e-3,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The focus volume of aligned stacks, raw and edge-aware filtered (the classical cost volume).
+
+    Each slice's focus measure is guided-filtered by the stack's mean luminance (sRGB-encoded),
+    so the volume follows the image's edges (seed 001).
+
+    Args:
+        stack: (N, C, H, W) slices or (B, N, C, H, W) stacks, scene-linear.
+        measure, window: the focus measure and its window, pixels.
+        radius, eps: the guided filter (radius default :func:`default_radius`; 0: no filtering).
+
+    Returns:
+        (raw, filtered), each (N, 1, H, W) or (B, N, 1, H, W), focus measure per slice.
+    """
+    single = stack.dim() == 4
+    stacks = stack[None] if single else stack
+    b, n, _, h, w = stacks.shape
+    flat = stacks.flatten(0, 1)
+    raw = focus_volume(flat, measure, window).view(b, n, h, w)
+    filtered = raw
+    r = default_radius(h, w) if radius is None else radius
+    if r > 0:  # the slices are the channels of one guided filter per stack
+        guide = linear_to_srgb(luminance(flat)).view(b, n, h, w).mean(dim=1, keepdim=True)
+        filtered = guided_filter(guide, raw, r, eps).clamp_min(0.0)
+    raw, filtered = raw.view(b, n, 1, h, w), filtered.view(b, n, 1, h, w)
+    return (raw[0], filtered[0]) if single else (raw, filtered)
+
+
 def refine_peak(volume: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sub-slice peak of a focus volume by a Gaussian (log-parabola) fit through three samples.
 
@@ -154,7 +188,7 @@ def depth_from_focus(
         (torch.Size([1, 1, 32, 32]), torch.Size([1, 3, 32, 32]))
     """
     check_image(stack, "focal stack")
-    n, _, h, w = stack.shape
+    n = stack.shape[0]
     check(n >= 2, f"a focal stack needs at least 2 slices, got {n}")
     if focus_distances is not None:
         inv = dioptres(check_focus_distances(focus_distances, n))
@@ -165,11 +199,7 @@ def depth_from_focus(
         positions = torch.arange(n, dtype=torch.float64)
     slices = stack[order.to(stack.device)]
 
-    volume = focus_volume(slices, measure, window)
-    r = default_radius(h, w) if radius is None else radius
-    if r > 0:
-        guide = linear_to_srgb(luminance(slices)).mean(dim=0, keepdim=True)
-        volume = guided_filter(guide, volume, r, eps).clamp_min(0.0)
+    _, volume = filtered_focus_volume(slices, measure, window, radius, eps)
 
     refined, _ = refine_peak(volume, positions.to(stack.device))
     depth = depth_from_dioptres(refined) if focus_distances is not None else refined

@@ -95,19 +95,12 @@ def focus_evidence(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     the slices' order and to the texture's contrast: raw and filtered log measure minus its stack
     maximum (divided by 4), and the softmax of the filtered one over the slices.
     """
-    from core.focal_stack.depth_from_focus import default_radius, focus_volume
-    from core.focal_stack.focus_measures import luminance
-    from core.focal_stack.guided_filter import guided_filter
+    from core.focal_stack.depth_from_focus import filtered_focus_volume
 
-    b, n, _, h, w = rgb.shape
     with torch.no_grad():
-        flat = rgb.flatten(0, 1)
-        raw = focus_volume(flat)  # (B N, 1, H, W)
-        guide = linear_to_srgb(luminance(flat)).view(b, n, 1, h, w).mean(dim=1)
-        guide = guide.unsqueeze(1).expand(b, n, 1, h, w).flatten(0, 1)
-        filtered = guided_filter(guide, raw, default_radius(h, w), 1e-3).clamp_min(0.0)
-        log_raw = raw.clamp_min(FOCUS_FLOOR).log().view(b, n, 1, h, w)
-        log_filtered = filtered.clamp_min(FOCUS_FLOOR).log().view(b, n, 1, h, w)
+        raw, filtered = filtered_focus_volume(rgb)  # what depth_from_focus computes
+        log_raw = raw.clamp_min(FOCUS_FLOOR).log()
+        log_filtered = filtered.clamp_min(FOCUS_FLOOR).log()
         channels = torch.cat([(log_raw - log_raw.amax(dim=1, keepdim=True)) / 4,
                               (log_filtered - log_filtered.amax(dim=1, keepdim=True)) / 4,
                               torch.softmax(PRIOR_SCALE * log_filtered, dim=1)], dim=2)
