@@ -271,3 +271,23 @@ def _shipped_guided():
     from core.weights import WEIGHTS_DIR
 
     return Path(WEIGHTS_DIR) / "dff_guided.pt"
+
+
+def test_training_reads_a_folder_whose_rendering_stopped_short(tmp_path):
+    """A defocusnet folder whose manifest lists fewer stacks than its count is refused, unless asked
+    for (models.dff.train asks: a long render stopped early still trains on what it made)."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from models.dff.data import open_source
+
+    folder = tmp_path / "short"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "blender_scenes" / "samples" / "defocusnet", folder)
+    description = json.loads((folder / "dataset.json").read_text())
+    description["count"] = 5
+    (folder / "dataset.json").write_text(json.dumps(description))
+    with pytest.raises(InputError, match="lists 2 of 5"):
+        open_source(str(folder))
+    data = open_source(str(folder), allow_incomplete=True)
+    assert len(data) == 2 and data[1]["stack"].shape[0] == 5

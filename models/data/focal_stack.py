@@ -38,11 +38,13 @@ class FocalStackDataset(Dataset):
         slices: return this many slices, drawn at random (in their order) from each stack, as
             DefocusNet trains on any number of inputs; ``None`` for all of them.
         augment: crops, flips, colour jitter, permutation (``Augment(permute=True)``), or ``None``.
+        allow_incomplete: read a folder whose rendering stopped short of its count (its complete
+            samples; see :class:`models.data.folder.DatasetFolder`).
     """
 
     def __init__(self, root: str | Path, split: str | None = None, slices: int | None = None,
-                 augment: Augment | None = None) -> None:
-        self.folder = DatasetFolder(root, "defocusnet", split)
+                 augment: Augment | None = None, allow_incomplete: bool = False) -> None:
+        self.folder = DatasetFolder(root, "defocusnet", split, allow_incomplete=allow_incomplete)
         self.slices, self.augment = slices, augment
         total = len(self.folder.record(0)["slices"])
         check(slices is None or 1 <= slices <= total, f"slices must be 1..{total}, got {slices}")

@@ -22,7 +22,6 @@ from torch.utils.data import Dataset
 
 from core.focal_stack.alignment import scale_about_centre, warp_images
 from models.data import FocalStackDataset
-from models.data.folder import DatasetFolder
 
 from .synthetic import SyntheticFocalStacks
 
@@ -35,7 +34,7 @@ class FolderFocalStacks(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str | None = None, allow_incomplete: bool = False) -> None:
-        self.data = (_CompleteSamples if allow_incomplete else FocalStackDataset)(root, split=split)
+        self.data = FocalStackDataset(root, split=split, allow_incomplete=allow_incomplete)
         self.breathing = bool(self.data.folder.description.get("options", {}).get("breathing"))
 
     def __len__(self) -> int:
@@ -49,14 +48,6 @@ class FolderFocalStacks(Dataset):
             stack, depth, aif = _unbreathe(stack, depth, aif, fov)
         return {"stack": stack, "focus_distances": sample["focus_distances"], "depth": depth, "aif": aif,
                 "defocus_scale": sample["coc_px_per_dioptre"].mean()}
-
-
-class _CompleteSamples(FocalStackDataset):
-    """A ``defocusnet`` folder whose rendering was stopped short of its count: its complete samples."""
-
-    def __init__(self, root: str | Path, split: str | None = None) -> None:
-        self.folder = DatasetFolder(root, "defocusnet", split, allow_incomplete=True)
-        self.slices, self.augment = None, None
 
 
 def _unbreathe(stack: torch.Tensor, depth: torch.Tensor, aif: torch.Tensor,
