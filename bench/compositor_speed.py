@@ -84,7 +84,7 @@ def run(out: Path, size: tuple[int, int], samples: int, repeats: int) -> dict[st
     nodes.remove(saver)
     camera = scn.camera.data
     lens = Lens(focal_length_mm=camera.lens, f_stop=camera.dof.aperture_fstop,
-                               focus_distance=float(demo.FOCUS_PATH[0]), sensor_width_mm=camera.sensor_width)
+                focus_distance=float(demo.FOCUS_PATH[0]), sensor_width_mm=camera.sensor_width)
 
     defocus = nodes.new("CompositorNodeDefocus")
     defocus.scene, defocus.use_zbuffer = scn, True

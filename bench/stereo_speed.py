@@ -65,14 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Stereo Depth SGBM path (dense): {ours:.3f} s  ({ours / peer:.1f}x the single pass; "
           f"target {SGBM_TARGET_S:.1f} s: {'met' if ours <= SGBM_TARGET_S else 'MISSED'})")
 
-    from core.stereo.learned import default_weights, is_refiner, load_model, refined_disparity
-    from core.weights import WEIGHTS_DIR
+    from core.stereo.learned import default_refined_weights, default_weights, is_refiner, load_model, refined_disparity
     from models.stereonet.network import CONFIGS, StereoNet
 
     models = []
-    for weights in ([args.weights] if args.weights else [None, WEIGHTS_DIR / "stereonet_refined.pt"]):
+    for weights in ([lambda: args.weights] if args.weights else [default_weights, default_refined_weights]):
         try:
-            path = weights or default_weights()
+            path = weights()
             models.append((str(path), load_model(path)))
         except Exception:  # no weights shipped: time an untrained network of the full size
             models.append(("untrained full configuration", StereoNet(CONFIGS["full"]).eval()))

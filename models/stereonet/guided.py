@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .network import to_network_input
+from .network import conv, to_network_input
 
 KIND = "sgbm_refine"
 
@@ -89,18 +89,14 @@ class GuidedConfig:
         return 2 ** self.downsample
 
 
-def _conv(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, k, 1, padding=dilation * (k // 2), dilation=dilation)
-
-
 class PlainResBlock(nn.Module):
     """Two 3x3 convolutions with leaky ReLU around an identity shortcut (no batch norm: the
     statistics of rendered and real pairs differ, and the batches here are small)."""
 
     def __init__(self, channels: int, dilation: int = 1) -> None:
         super().__init__()
-        self.a = _conv(channels, channels, dilation=dilation)
-        self.b = _conv(channels, channels, dilation=dilation)
+        self.a = conv(channels, channels, dilation=dilation)
+        self.b = conv(channels, channels, dilation=dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x + self.b(F.leaky_relu(self.a(x), 0.2)), 0.2)
@@ -111,7 +107,7 @@ class Features(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(_conv(3, channels), nn.LeakyReLU(0.2, inplace=True), _conv(channels, channels))
+        self.net = nn.Sequential(conv(3, channels), nn.LeakyReLU(0.2, inplace=True), conv(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(x), dim=1)
@@ -153,9 +149,9 @@ class RefineStage(nn.Module):
 
     def __init__(self, channels: int, dilations: tuple[int, ...], radius: int) -> None:
         super().__init__()
-        self.head = nn.Sequential(_conv(self.INPUTS + 2 * radius + 1, channels), nn.LeakyReLU(0.2, inplace=True))
+        self.head = nn.Sequential(conv(self.INPUTS + 2 * radius + 1, channels), nn.LeakyReLU(0.2, inplace=True))
         self.body = nn.Sequential(*[PlainResBlock(channels, d) for d in dilations])
-        self.out = _conv(channels, 2)  # residual, gate logit
+        self.out = conv(channels, 2)  # residual, gate logit
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -79,7 +79,8 @@ CONFIGS: dict[str, NetConfig] = {
 }
 
 
-def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    """A k x k convolution padded to keep the size (at stride 1), any dilation."""
     return nn.Conv2d(cin, cout, k, stride, padding=dilation * (k // 2), dilation=dilation)
 
 
@@ -89,8 +90,8 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int, dilation: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv(channels, channels, dilation=dilation), nn.BatchNorm2d(channels), nn.LeakyReLU(0.2, inplace=True),
-            _conv(channels, channels, dilation=dilation), nn.BatchNorm2d(channels))
+            conv(channels, channels, dilation=dilation), nn.BatchNorm2d(channels), nn.LeakyReLU(0.2, inplace=True),
+            conv(channels, channels, dilation=dilation), nn.BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x + self.body(x), 0.2)
@@ -105,10 +106,10 @@ class FeatureTower(nn.Module):
         layers: list[nn.Module] = []
         cin = 3
         for _ in range(config.downsample):
-            layers += [_conv(cin, c, 5, stride=2), nn.BatchNorm2d(c), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [conv(cin, c, 5, stride=2), nn.BatchNorm2d(c), nn.LeakyReLU(0.2, inplace=True)]
             cin = c
         layers += [ResBlock(c) for _ in range(config.tower_blocks)]
-        layers += [_conv(c, c)]
+        layers += [conv(c, c)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,11 +163,11 @@ class Refinement(nn.Module):
     def __init__(self, config: NetConfig) -> None:
         super().__init__()
         c, half = config.refine_channels, config.refine_channels // 2
-        self.image = nn.Sequential(_conv(3, half), nn.LeakyReLU(0.2, inplace=True),
+        self.image = nn.Sequential(conv(3, half), nn.LeakyReLU(0.2, inplace=True),
                                    *[ResBlock(half) for _ in range(config.branch_blocks)])
-        self.disparity = nn.Sequential(_conv(1, half), nn.LeakyReLU(0.2, inplace=True),
+        self.disparity = nn.Sequential(conv(1, half), nn.LeakyReLU(0.2, inplace=True),
                                        *[ResBlock(half) for _ in range(config.branch_blocks)])
-        self.joint = nn.Sequential(*[ResBlock(c, d) for d in config.refine_dilations], _conv(c, 1))
+        self.joint = nn.Sequential(*[ResBlock(c, d) for d in config.refine_dilations], conv(c, 1))
 
     def forward(self, disparity: torch.Tensor, image: torch.Tensor, search_range: float) -> torch.Tensor:
         """Refined (B, 1, h, w) disparity in pixels of this scale.

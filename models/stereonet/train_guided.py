@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from core.imageio import atomic_write
 from core.stereo.learned import save_model
 from core.stereo.metrics import stereo_metrics
 from core.stereo.sgbm import SGBMParams, round_disparity_range, stereo_sgbm
@@ -108,9 +109,8 @@ def _cache_views(out: Path, load: Callable[[], dict[str, torch.Tensor]]) -> Path
         view = {"left": left, "right": right, "truth": truth, **s}
         views.append({k: (v.half() if k in KEYS_F16 else v.to(torch.uint8)) for k, v in view.items()}
                      | {"range": torch.tensor(num)})
-    tmp = out.with_suffix(".tmp")
-    torch.save(views, tmp)
-    tmp.replace(out)
+    with atomic_write(out) as tmp:
+        torch.save(views, tmp)
     return out
 
 
