@@ -40,9 +40,10 @@ def _device(params: dict[str, Any]) -> "torch.device":
     return pick_device(params.get("device", "auto"))
 
 
-def _weights(learned: Any) -> Path:
+def _weights(learned: Any, refined: bool = False) -> Path:
     """The weights file ``learned`` (``core.stereo.learned`` or ``core.focal_stack.learned``) loads
-    by default, as the command does, or an error that names the file to provide.
+    by default, as the command does (``refined``: the stereo refiner's), or an error that names the
+    file to provide.
 
     ``default_weights`` says which folder lacks weights and how to train them; the node's message
     also names the file, since the artist cannot see that folder from Blender.
@@ -50,10 +51,11 @@ def _weights(learned: Any) -> Path:
     from .errors import InputError, fail
     from .weights import WEIGHTS_DIR
 
+    find = learned.default_refined_weights if refined else learned.default_weights
+    names = learned.REFINED_WEIGHT_FILES if refined else learned.WEIGHT_FILES
     try:
-        return learned.default_weights()
+        return find()
     except InputError as exc:
-        names = learned.WEIGHT_FILES
         others = f" (or {', '.join(names[:-1])})" if len(names) > 1 else ""
         fail(f"the learned method needs {WEIGHTS_DIR / names[-1]}{others}, which is missing: {exc}")
 
@@ -62,7 +64,7 @@ def _model(learned: Any, device: "torch.device", refined: bool = False) -> "torc
     """The network of ``learned`` with its default weights (``refined``: the stereo refiner's),
     loaded once per worker (it serves frame after frame) and again when the file changes
     (retrained while Blender runs)."""
-    path = learned.default_refined_weights() if refined else _weights(learned)
+    path = _weights(learned, refined)
     return _load(learned.__name__, str(path), path.stat().st_mtime_ns, str(device))
 
 

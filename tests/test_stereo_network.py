@@ -247,3 +247,17 @@ def test_shipped_refiner_beats_sgbm_on_middlebury_motorcycle():
                                 truth)["all"] for method in ("sgbm", "refined")}
     assert scores["refined"].epe < scores["sgbm"].epe, scores
     assert scores["refined"].bad2 < scores["sgbm"].bad2, scores
+
+
+@pytest.mark.parametrize("refined, name", [(False, "stereonet_tiny.pt"), (True, "stereonet_refined.pt")])
+def test_worker_names_the_missing_weights_file(tmp_path, monkeypatch, refined, name):
+    """With no weights where the add-on's worker looks, the learned and the refined stereo methods
+    both stop with an input error that names the file the artist must provide."""
+    import core.stereo.learned as learned
+    import core.weights
+    from core.errors import InputError
+    from core.worker_ops_depth import _weights
+
+    monkeypatch.setattr(core.weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(InputError, match=f"needs {tmp_path / name}.*which is missing"):
+        _weights(learned, refined)
