@@ -22,6 +22,7 @@ from typing import Callable, Literal
 import torch
 import torch.nn.functional as F
 
+from ..box_filter import box_mean
 from ..errors import check
 
 FocusMeasure = Literal["modified-laplacian", "variance-of-laplacian", "tenengrad"]
@@ -37,27 +38,6 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     check(image.shape[-3] >= 3, f"expected 1 or at least 3 channels, got {image.shape[-3]}")
     w = image.new_tensor(_LUMA).view(3, 1, 1)
     return (image[..., :3, :, :] * w).sum(dim=-3, keepdim=True)
-
-
-def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Mean over a ``window`` x ``window`` box of a (N, C, H, W) tensor, borders replicated.
-
-    Separable running sums (differences of cumulative sums): O(1) per pixel whatever the window,
-    three to four times faster than average pooling on a CPU. Each line is centred on its mean
-    before summing, so float32 partial sums stay small and the result stays exact to ~1e-6 even
-    along a 4K line.
-    """
-    if window <= 1:
-        return x
-    r = window // 2
-    x = F.pad(x, (r + 1, window - 1 - r, r + 1, window - 1 - r), mode="replicate")
-    for dim in (-2, -1):
-        centre = x.mean(dim=dim, keepdim=True)
-        c = (x - centre).cumsum(dim=dim)
-        n = c.shape[dim]
-        x = c.narrow(dim, window, n - window) - c.narrow(dim, 0, n - window)
-        x = x / window + centre
-    return x
 
 
 def _shifted(x: torch.Tensor, step: int) -> tuple[torch.Tensor, ...]:

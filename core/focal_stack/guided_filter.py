@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import check
-from .focus_measures import box_mean
+from ..box_filter import box_mean
 
 
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float = 1e-3) -> torch.Tensor:

@@ -37,6 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.box_filter import box_mean
+
 from .network import conv, to_network_input
 
 KIND = "sgbm_refine"
@@ -116,10 +118,8 @@ class Features(nn.Module):
 def local_normalize(x: torch.Tensor, window: int = 9, eps: float = 0.02) -> torch.Tensor:
     """Each channel minus its local mean over by its local deviation (``window`` box), squashed to
     (-1, 1) with tanh: brightness, contrast and colour cast drop out, edges and texture stay."""
-    pad = window // 2
-    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    mean = F.avg_pool2d(padded, window, 1)
-    var = F.avg_pool2d(padded * padded, window, 1) - mean * mean
+    mean = box_mean(x, window)
+    var = box_mean(x * x, window) - mean * mean
     return torch.tanh((x - mean) / (var.clamp_min(0.0).sqrt() + eps) / 2.0)
 
 
