@@ -291,3 +291,16 @@ def test_training_reads_a_folder_whose_rendering_stopped_short(tmp_path):
         open_source(str(folder))
     data = open_source(str(folder), allow_incomplete=True)
     assert len(data) == 2 and data[1]["stack"].shape[0] == 5
+
+
+def test_training_command_takes_batch_and_crop_and_writes_them_to_the_card(tmp_path, one_thread, capsys):
+    """`--batch` and `--crop` override the configuration's; the run says so, and the model card's retrain
+    command repeats them, so the card reproduces the run."""
+    from models.dff.train import main as train_main
+
+    assert train_main(["--config", "tiny", "--data", "synthetic:10", "--steps", "2", "--batch", "1", "--crop", "32",
+                       "--out", str(tmp_path)]) == 0
+    assert "2 steps of 1 x 32px" in capsys.readouterr().out
+    assert (tmp_path / "dff_tiny.pt").is_file()
+    assert "--steps 2 --batch 1 --crop 32" in (tmp_path / "dff_tiny.md").read_text()
+    assert train_main(["--config", "tiny", "--data", "synthetic:10", "--crop", "8", "--out", str(tmp_path)]) == 2

@@ -115,6 +115,8 @@ def init_from(model: FocalStackNet, path: str) -> None:
 
 def train(args: argparse.Namespace) -> Path:
     config, tc = CONFIGS[args.config], TRAIN_CONFIGS[args.config]
+    tc = replace(tc, batch=args.batch or tc.batch, crop=args.crop or tc.crop)
+    check(tc.batch >= 1 and tc.crop >= 16, f"--batch must be >= 1 and --crop >= 16, got {tc.batch} and {tc.crop}")
     steps = args.steps or tc.steps
     device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(args.seed)
@@ -208,6 +210,7 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
     extra = "".join([f" --init {args.init}" if args.init else "", f" --lr {args.lr}" if args.lr else "",
                      f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
                      f" --steps {args.steps}" if args.steps else "",
+                     f" --batch {args.batch}" if args.batch else "", f" --crop {args.crop}" if args.crop else "",
                      f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "", " --in-range-loss" if args.in_range_loss else "",
                      f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
@@ -246,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="models/weights", help="folder for dff_<config>.pt and its model card")
     p.add_argument("--steps", type=int, help="override the configuration's number of steps")
     p.add_argument("--init", help="start from these weights (same --config): fine-tuning")
+    p.add_argument("--batch", type=int, help="override the configuration's batch size")
+    p.add_argument("--crop", type=int, help="override the configuration's crop side, pixels (at most the smallest training frame's side)")
     p.add_argument("--lr", type=float, help="override the configuration's peak learning rate")
     p.add_argument("--min-scale", type=float, default=1.0,
                    help="downscale some batches by a random factor down to this (smaller blur in pixels)")
