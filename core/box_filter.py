@@ -29,4 +29,3 @@ def box_mean(x: torch.Tensor, window: int) -> torch.Tensor:
         x = c.narrow(dim, window, n - window) - c.narrow(dim, 0, n - window)
         x = x / window + centre
     return x
-

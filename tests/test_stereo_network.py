@@ -253,11 +253,13 @@ def test_shipped_refiner_beats_sgbm_on_middlebury_motorcycle():
 def test_worker_names_the_missing_weights_file(tmp_path, monkeypatch, refined, name):
     """With no weights where the add-on's worker looks, the learned and the refined stereo methods
     both stop with an input error that names the file the artist must provide."""
+    import re
+
     import core.stereo.learned as learned
     import core.weights
     from core.errors import InputError
     from core.worker_ops_depth import _weights
 
     monkeypatch.setattr(core.weights, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(InputError, match=f"needs {tmp_path / name}.*which is missing"):
+    with pytest.raises(InputError, match=f"needs {re.escape(str(tmp_path / name))}.*which is missing"):
         _weights(learned, refined)

@@ -187,7 +187,8 @@ def train(args: argparse.Namespace) -> Path:
     weights = out_dir / f"dff_{args.config}.pt"
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
             "train": asdict(tc), "init": args.init, "lr": lr, "min_scale": args.min_scale,
-            "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "in_range_loss": args.in_range_loss, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "in_range_loss": args.in_range_loss,
+            "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
             "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
             "metrics": {row: table.mean(row) for row in table.rows()}}
     save_model(weights, model, meta)
@@ -211,7 +212,8 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
                      f" --min-scale {args.min_scale} --scale-prob {args.scale_prob}" if args.min_scale < 1 else "",
                      f" --steps {args.steps}" if args.steps else "",
                      f" --batch {args.batch}" if args.batch else "", f" --crop {args.crop}" if args.crop else "",
-                     f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "", " --in-range-loss" if args.in_range_loss else "",
+                     f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "",
+                     " --in-range-loss" if args.in_range_loss else "",
                      f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
     data = " ".join(f"--data {d}" for d in args.data)
@@ -248,9 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", help="held-out defocusnet folder to score on (default for synthetic: a tenth)")
     p.add_argument("--out", default="models/weights", help="folder for dff_<config>.pt and its model card")
     p.add_argument("--steps", type=int, help="override the configuration's number of steps")
-    p.add_argument("--init", help="start from these weights (same --config): fine-tuning")
+    p.add_argument("--init", help="start from these weights (same --config, or guided ones for context): fine-tuning")
     p.add_argument("--batch", type=int, help="override the configuration's batch size")
-    p.add_argument("--crop", type=int, help="override the configuration's crop side, pixels (at most the smallest training frame's side)")
+    p.add_argument("--crop", type=int,
+                   help="override the configuration's crop side, pixels (at most the smallest training frame's side)")
     p.add_argument("--lr", type=float, help="override the configuration's peak learning rate")
     p.add_argument("--min-scale", type=float, default=1.0,
                    help="downscale some batches by a random factor down to this (smaller blur in pixels)")
