@@ -229,6 +229,33 @@ def test_in_range_loss_ignores_pixels_beyond_the_focus_range():
     assert dff_loss(estimate(0.1), batch, plain)[1]["depth_l1"] > dff_loss(estimate(1.5), batch, plain)[1]["depth_l1"]
 
 
+def test_halo_weight_counts_the_backdrop_beside_a_near_object_more():
+    """LossWeights.halo: backdrop pixels within halo_radius of a much nearer truth (the occlusion's far
+    side) count 1 + halo times in the depth terms; the near object itself and backdrop farther away
+    count once, so an error there costs what it cost before."""
+    from models.dff.loss import occlusion_halo
+
+    focus = torch.tensor([[0.1, 0.3, 1.5]])
+    truth = torch.full((1, 1, 1, 40), 1.2)
+    truth[..., :10] = 0.15  # a near object on the left
+    batch = {"depth": truth, "focus_distances": focus}
+    span = torch.tensor(1 / 0.1 - 1 / 1.5)
+    halo = occlusion_halo(1 / truth, span, radius=4)
+    assert halo[0, 0, 0].nonzero().flatten().tolist() == [10, 11, 12, 13]
+    plain, weighted = LossWeights(aif=0.0, depth_l1=1.0), LossWeights(aif=0.0, depth_l1=1.0, halo=2.0, halo_radius=4)
+
+    def estimate(where: slice) -> dict[str, torch.Tensor]:
+        depth = truth.clamp(0.1, 1.5).clone()
+        depth[..., where] = 0.15  # reads near, as the focus measure does beside a sharp edge
+        return {"depth": depth, "inverse_depth": 1 / depth}
+
+    beside, away = estimate(slice(10, 12)), estimate(slice(30, 32))
+    assert dff_loss(beside, batch, plain)[1]["depth_l1"] == pytest.approx(dff_loss(away, batch, plain)[1]["depth_l1"])
+    assert dff_loss(beside, batch, weighted)[1]["depth_l1"] == pytest.approx(
+        3 * dff_loss(away, batch, weighted)[1]["depth_l1"], rel=1e-5)
+    assert dff_loss(away, batch, weighted)[1]["depth_l1"] == pytest.approx(dff_loss(away, batch, plain)[1]["depth_l1"])
+
+
 def test_context_network_starts_as_its_guided_weights_and_sees_the_whole_scene(tmp_path, one_thread):
     """`context` fine-tunes from `guided` weights: with its block at zero it computes the same depth;
     once the block is on, depth at one corner depends on pixels ~100 px away (the guided U-Net's view
@@ -295,12 +322,13 @@ def test_training_reads_a_folder_whose_rendering_stopped_short(tmp_path):
 
 def test_training_command_takes_batch_and_crop_and_writes_them_to_the_card(tmp_path, one_thread, capsys):
     """`--batch` and `--crop` override the configuration's; the run says so, and the model card's retrain
-    command repeats them, so the card reproduces the run."""
+    command repeats them and `--halo`, so the card reproduces the run."""
     from models.dff.train import main as train_main
 
     assert train_main(["--config", "tiny", "--data", "synthetic:10", "--steps", "2", "--batch", "1", "--crop", "32",
-                       "--out", str(tmp_path)]) == 0
+                       "--halo", "2", "--out", str(tmp_path)]) == 0
     assert "2 steps of 1 x 32px" in capsys.readouterr().out
     assert (tmp_path / "dff_tiny.pt").is_file()
-    assert "--steps 2 --batch 1 --crop 32" in (tmp_path / "dff_tiny.md").read_text()
+    card = (tmp_path / "dff_tiny.md").read_text()
+    assert "--steps 2 --batch 1 --crop 32" in card and "--halo 2.0" in card
     assert train_main(["--config", "tiny", "--data", "synthetic:10", "--crop", "8", "--out", str(tmp_path)]) == 2

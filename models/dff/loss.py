@@ -19,6 +19,12 @@
   slices bracketing the true inverse depth, split linearly between them (the target whose
   expectation is the truth), so the weights learn to pick the in-focus slice, not to hedge.
 
+* Occlusion halo (optional, ``halo``): the depth terms count ``1 + halo`` times on the backdrop side
+  of an occlusion, pixels with a truth much nearer (a quarter of the focus span in dioptres) within
+  ``halo_radius`` px. A near object's sharp edge lies inside those pixels' focus windows in the near
+  slices, so they read near; on the validation folders they are 9-16% of the scored pixels and
+  40-50% of the MAE (models/weights/dff_guided.md).
+
 Valid pixels: finite, positive ground-truth depth. With ``in_range_only`` the depth terms count only
 pixels whose ground truth lies within the stack's focus range, the pixels the field scores (seed 004's
 FoD500 protocol). Beyond the farthest focus distance a backdrop looks the same at 1.6 m and at 3 m, so
@@ -44,6 +50,8 @@ class LossWeights:
     slice_ce: float = 0.0
     depth_l1: float = 0.0
     in_range_only: bool = False
+    halo: float = 0.0
+    halo_radius: int = 16
 
 
 def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor:
@@ -64,6 +72,15 @@ def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor
     return target.view(b, n, 1, h, w)
 
 
+def occlusion_halo(gt_inv: torch.Tensor, span: torch.Tensor, radius: int) -> torch.Tensor:
+    """(B, 1, H, W) pixels with a truth nearer by more than a quarter of ``span`` (both dioptres)
+    within ``radius`` px: the backdrop side of an occlusion."""
+    import torch.nn.functional as F
+
+    nearest = F.max_pool2d(gt_inv, 2 * radius + 1, stride=1, padding=radius)
+    return (nearest - gt_inv) > 0.25 * span
+
+
 def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
              weights: LossWeights = LossWeights()) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss and its parts (floats, for logging).
@@ -82,11 +99,14 @@ def dff_loss(out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
     gt_inv = gt_inv_raw.clamp(lo, hi)
     scored = valid & (gt_inv_raw >= lo) & (gt_inv_raw <= hi) if weights.in_range_only else valid
     count = scored.sum().clamp_min(1)
+    span = (hi - lo).clamp_min(1e-3)
+    emphasis = torch.ones_like(gt)
+    if weights.halo > 0:
+        emphasis = emphasis + weights.halo * occlusion_halo(gt_inv, span, weights.halo_radius).to(gt.dtype)
 
     def masked_mean(x: torch.Tensor) -> torch.Tensor:
-        return torch.where(scored, x, torch.zeros_like(x)).sum() / count
+        return torch.where(scored, x * emphasis, torch.zeros_like(x)).sum() / count
 
-    span = (hi - lo).clamp_min(1e-3)
     parts = {
         "inverse_depth": masked_mean((out["inverse_depth"] - gt_inv).abs() / span),
         "relative_depth": masked_mean((out["depth"] * gt_inv - 1.0).abs()),

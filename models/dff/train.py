@@ -137,7 +137,8 @@ def train(args: argparse.Namespace) -> Path:
         return 0.5 * (1 + math.cos(math.pi * min(s - warmup, steps - warmup) / max(1, steps - warmup)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_factor)
-    loss_weights = LossWeights(slice_ce=tc.slice_ce, depth_l1=args.depth_l1, in_range_only=args.in_range_loss)
+    loss_weights = LossWeights(slice_ce=tc.slice_ce, depth_l1=args.depth_l1, in_range_only=args.in_range_loss,
+                               halo=args.halo)
     print(f"FocalStackNet {args.config}: {count_parameters(model):,} parameters, {len(train_set)} training stacks, "
           f"{steps} steps of {tc.batch} x {tc.crop}px on {device}", flush=True)
 
@@ -188,7 +189,7 @@ def train(args: argparse.Namespace) -> Path:
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "steps": steps,
             "train": asdict(tc), "init": args.init, "lr": lr, "min_scale": args.min_scale,
             "scale_prob": args.scale_prob, "depth_l1": args.depth_l1, "in_range_loss": args.in_range_loss,
-            "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
+            "halo": args.halo, "seed": args.seed, "seconds": round(seconds, 1), "device": str(device),
             "final_loss": sum(h["loss"] for h in history[-50:]) / len(history[-50:]),
             "metrics": {row: table.mean(row) for row in table.rows()}}
     save_model(weights, model, meta)
@@ -214,6 +215,7 @@ def write_card(path: Path, args: argparse.Namespace, model: FocalStackNet, meta:
                      f" --batch {args.batch}" if args.batch else "", f" --crop {args.crop}" if args.crop else "",
                      f" --depth-l1 {args.depth_l1}" if args.depth_l1 else "",
                      " --in-range-loss" if args.in_range_loss else "",
+                     f" --halo {args.halo}" if args.halo else "",
                      f" --seed {args.seed}" if args.seed else "",
                      f" --threads {args.threads}" if args.threads else "", " --cache" if args.cache else ""])
     data = " ".join(f"--data {d}" for d in args.data)
@@ -262,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="weight of an L1 loss on depth in metres (models.dff.loss; default 0: off)")
     p.add_argument("--in-range-loss", action="store_true",
                    help="depth losses only where the truth lies in the stack's focus range (the scored pixels)")
+    p.add_argument("--halo", type=float, default=0.0,
+                   help="extra weight of the depth losses on the backdrop side of occlusions (models.dff.loss)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (folders only)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest on a busy shared CPU)")
