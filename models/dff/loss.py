@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from core.colour import linear_to_srgb
 
@@ -75,8 +76,6 @@ def slice_targets(inv_focus: torch.Tensor, gt_inv: torch.Tensor) -> torch.Tensor
 def occlusion_halo(gt_inv: torch.Tensor, span: torch.Tensor, radius: int) -> torch.Tensor:
     """(B, 1, H, W) pixels with a truth nearer by more than a quarter of ``span`` (both dioptres)
     within ``radius`` px: the backdrop side of an occlusion."""
-    import torch.nn.functional as F
-
     nearest = F.max_pool2d(gt_inv, 2 * radius + 1, stride=1, padding=radius)
     return (nearest - gt_inv) > 0.25 * span
 
