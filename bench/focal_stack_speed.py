@@ -27,7 +27,7 @@ from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.focus_measures import MEASURES
 from core.focal_stack.synthetic import dioptre_spaced, noise_texture, render_stack, slanted_plane
 from core.optics import Lens
-from models.dff.network import CONFIGS, FocalStackNet
+from core.focal_stack.nets import CONFIGS, FocalStackNet
 
 
 def best_of(fn: Callable[[], object], repeats: int) -> float:

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
           f"target {SGBM_TARGET_S:.1f} s: {'met' if ours <= SGBM_TARGET_S else 'MISSED'})")
 
     from core.stereo.learned import default_refined_weights, default_weights, is_refiner, load_model, refined_disparity
-    from models.stereonet.network import CONFIGS, StereoNet
+    from core.stereo.nets import CONFIGS, StereoNet
 
     models = []
     for weights in ([lambda: args.weights] if args.weights else [default_weights, default_refined_weights]):

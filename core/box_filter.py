@@ -1,7 +1,7 @@
 """The box filter: the mean over a square window, in O(1) per pixel.
 
 Shared by the focus measures and the guided filter of core.focal_stack and by the stereo
-refiner's local normalisation (models.stereonet.guided).
+refiner's local normalisation (core.stereo.refiner_net).
 """
 
 from __future__ import annotations

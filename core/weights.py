@@ -4,10 +4,17 @@ A weight file is a plain dict that ``torch.load(..., weights_only=True)`` reads 
 ``format`` (an int), ``config`` (the network's hyper-parameters, a dict), ``state_dict`` (CPU
 tensors) and ``meta`` (what it was trained on, the command, steps, metrics). Loading never imports
 training code; each model's ``learned`` module builds its network from ``config``.
+
+Where they are found (:data:`WEIGHTS_DIR`, decided once at import): the folder named by
+``$REFOCUS_WEIGHTS``, else a ``weights/`` folder inside the installed ``core`` package (an add-on
+zip or a wheel that bundles them), else the checkout's ``models/weights`` (an editable install),
+else ``<prefix>/share/refocus/weights`` (a wheel's data files). core never imports ``models``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -16,7 +23,25 @@ import torch
 from .errors import check, fail
 from .imageio import atomic_write
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
+WEIGHTS_ENV = "REFOCUS_WEIGHTS"
+
+
+def find_weights_dir() -> Path:
+    """The weights folder: ``$REFOCUS_WEIGHTS``, the package's, the checkout's or the prefix's (see above).
+
+    An unset variable and no folder found give the checkout's path, so that a missing-weights
+    error names the place where training writes them.
+    """
+    named = os.environ.get(WEIGHTS_ENV, "").strip()
+    if named:
+        return Path(named).expanduser().resolve()
+    here = Path(__file__).resolve().parent
+    candidates = [here / "weights", here.parent / "models" / "weights",
+                  Path(sys.prefix) / "share" / "refocus" / "weights"]
+    return next((c for c in candidates if c.is_dir()), candidates[1])
+
+
+WEIGHTS_DIR = find_weights_dir()
 FORMAT = 1
 
 

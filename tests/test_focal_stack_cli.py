@@ -15,7 +15,7 @@ from core.focal_stack.learned import save_model
 from core.focal_stack.synthetic import dioptre_spaced, noise_texture, render_stack, slanted_plane
 from core.imageio import read_image, read_map, write_image
 from core.optics import Lens
-from models.dff.network import CONFIGS, FocalStackNet
+from core.focal_stack.nets import CONFIGS, FocalStackNet
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 96

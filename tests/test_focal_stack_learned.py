@@ -11,7 +11,7 @@ from core.errors import InputError
 from core.focal_stack.learned import learned_depth, load_model, save_model
 from models.dff.data import collate, random_view
 from models.dff.loss import LossWeights, dff_loss
-from models.dff.network import CONFIGS, FocalStackNet
+from core.focal_stack.nets import CONFIGS, FocalStackNet
 from models.dff.synthetic import make_sample
 
 
@@ -142,7 +142,7 @@ def test_shipped_model_beats_classical_on_the_bundled_cycles_stacks(one_thread):
 def test_guided_config_starts_as_the_focus_prior_and_round_trips(tmp_path, one_thread):
     """The `guided` network's untrained output is the soft argmax of the classical focus volume
     (its own logits start at zero), it stays order-invariant, and its config survives the file."""
-    from models.dff.network import PRIOR_SCALE, focus_evidence
+    from core.focal_stack.nets import PRIOR_SCALE, focus_evidence
 
     torch.manual_seed(0)
     net = FocalStackNet(CONFIGS["guided"]).eval()

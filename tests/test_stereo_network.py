@@ -11,9 +11,9 @@ from core.cli import main
 from core.imageio import read_map, write_image
 from core.stereo.learned import learned_disparity, load_model, save_model
 from core.stereo.metrics import stereo_metrics
-from models.stereonet.guided import GuidedConfig, GuidedStereoNet, local_costs, warp_right
+from core.stereo.refiner_net import GuidedConfig, GuidedStereoNet, local_costs, warp_right
 from models.stereonet.loss import barron_loss, disparity_loss
-from models.stereonet.network import CONFIGS, StereoNet, concat_cost_volume, parameter_count, soft_argmin
+from core.stereo.nets import CONFIGS, StereoNet, concat_cost_volume, parameter_count, soft_argmin
 from models.stereonet.synthetic import SyntheticStereo
 from models.stereonet.train import SETTINGS, train
 

@@ -2,7 +2,7 @@
 
 The weight file (``dff_<config>.pt``) is a plain dict (loadable with ``weights_only=True``):
 ``format``, ``config`` (the network's hyper-parameters), ``state_dict``, and ``meta`` (what it was
-trained on, steps, metrics). Only the network definition (models.dff.network, torch only) is
+trained on, steps, metrics). Only the network definition (core.focal_stack.nets, torch only) is
 imported, never the training code.
 
 Large frames run the network on a copy reduced to ``max_side`` pixels; its per-slice focus
@@ -41,7 +41,7 @@ def save_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
     """A StereoNet in eval mode with the weights at ``path`` (default :func:`default_weights`)."""
-    from models.dff.network import FocalStackNet, NetConfig
+    from .nets import FocalStackNet, NetConfig
 
     payload = read_weights(path if path is not None else default_weights(), WHAT)
     model = FocalStackNet(NetConfig(**payload["config"]))

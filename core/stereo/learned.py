@@ -2,14 +2,14 @@
 
 The weight file (``stereonet_<config>.pt``) is a plain dict, loadable with ``weights_only=True``:
 ``format``, ``config`` (the network's hyper-parameters), ``state_dict`` and ``meta`` (what it was
-trained on, steps, metrics). Only the network definitions (models.stereonet.network and
-models.stereonet.guided, torch only) are imported here, never the training code.
+trained on, steps, metrics). Only the network definitions (core.stereo.nets and
+core.stereo.refiner_net, torch only) are imported here, never the training code.
 
 Two kinds of network, told apart by ``config["kind"]``:
 
 * the pure StereoNet (no ``kind``; ``stereonet_full.pt``, ``stereonet_tiny.pt``): its own 1/8
   cost volume over the whole range, soft-argmin and refinement;
-* ``sgbm_refine`` (``stereonet_refined.pt``, :mod:`models.stereonet.guided`): **SGBM + learned
+* ``sgbm_refine`` (``stereonet_refined.pt``, :mod:`core.stereo.refiner_net`): **SGBM + learned
   refinement**. :func:`learned_disparity` runs :func:`core.stereo.sgbm.stereo_sgbm` first and the
   network corrects its dense disparity with StereoNet's image-guided hierarchical refinement
   over a local cost volume around SGBM's estimate.
@@ -60,11 +60,11 @@ def save_model(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The network in eval mode with the weights at ``path`` (default :func:`default_weights`): a
     StereoNet, or the SGBM-guided refiner when the file holds one (module doc)."""
-    from models.stereonet.network import NetConfig, StereoNet
+    from .nets import NetConfig, StereoNet
 
     payload = read_weights(path if path is not None else default_weights(), WHAT)
     if payload["config"].get("kind") == REFINED_KIND:
-        from models.stereonet.guided import GuidedConfig, GuidedStereoNet
+        from .refiner_net import GuidedConfig, GuidedStereoNet
 
         model = GuidedStereoNet(GuidedConfig.from_dict(payload["config"]))
     else:

@@ -32,7 +32,7 @@ from core.progress import ProgressBar
 from .data import collate, open_source, random_view
 from .evaluate import evaluate
 from .loss import LossWeights, dff_loss
-from .network import CONFIGS, FocalStackNet, count_parameters
+from core.focal_stack.nets import CONFIGS, FocalStackNet, count_parameters
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
 """The learned Stereo Depth model (SteReFo section 3.1): network, loss, synthetic data, training, evaluation.
 
-``network`` imports torch only, so core.stereo.learned can load weights without the training code.
+The network definitions live in core (core.stereo.nets, core.stereo.refiner_net), so core loads weights without this package.
 """

@@ -39,7 +39,7 @@ from core.stereo.learned import save_model
 from core.stereo.metrics import stereo_metrics
 
 from .loss import disparity_loss
-from .network import CONFIGS, NetConfig, StereoNet, parameter_count
+from core.stereo.nets import CONFIGS, NetConfig, StereoNet, parameter_count
 from .synthetic import SyntheticStereo
 
 

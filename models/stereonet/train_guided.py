@@ -3,7 +3,7 @@
     python -m models.stereonet.train_guided --data data/stereo/train --cache data/stereo/cache \\
         --out models/weights/stereonet_refined.pt --minutes 40 --threads 1
 
-The network (:mod:`models.stereonet.guided`) corrects SGBM's disparity, so every training pair
+The network (:mod:`core.stereo.refiner_net`) corrects SGBM's disparity, so every training pair
 needs SGBM's result. SGBM is slow next to the small network, so it runs once per pair and view
 order (the pair and its mirror image, whose left view is the mirrored right one) and is cached in
 ``--cache`` (one ``.pt`` per pair; a rerun reuses it). SGBM searches ``ceil(1.1 max true
@@ -39,9 +39,9 @@ from core.stereo.metrics import stereo_metrics
 from core.stereo.sgbm import SGBMParams, round_disparity_range, stereo_sgbm
 
 from .evaluate import search_range as evaluation_range
-from .guided import GuidedConfig, GuidedStereoNet
+from core.stereo.refiner_net import GuidedConfig, GuidedStereoNet
 from .loss import barron_loss
-from .network import parameter_count
+from core.stereo.nets import parameter_count
 
 KEYS_F16 = ("left", "right", "truth", "sgbm", "confidence")
 KEYS_U8 = ("valid", "occluded")

@@ -37,9 +37,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.box_filter import box_mean
+from ..box_filter import box_mean
 
-from .network import conv, to_network_input
+from .nets import conv, to_network_input
 
 KIND = "sgbm_refine"
 

@@ -32,7 +32,7 @@ plane behind everything, occluded by the objects) can. The block's output starts
 
 Inputs are scene-linear; the network sees sRGB-encoded values (what its convolutions compare is
 then about perceptually even) and each slice's normalised focus position within the stack. Only
-torch and core are imported here, so core can load weights without the training code.
+Only torch and core are imported here: the training code lives in models.dff.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.colour import linear_to_srgb, srgb_to_linear
+from ..colour import linear_to_srgb, srgb_to_linear
 
 # Capped inverse depth: a slice focused at infinity has 0 dioptres; depth stays finite.
 MIN_DIOPTRES = 1e-4
