@@ -43,7 +43,8 @@ PREVIEW_FILE = "preview.png"
 KINDS = ("defocusnet", "deeplens", "stereo", "sweep")
 # DefocusNet's held-out test sets (seed 002): new shapes, new appearance, wider and medium depth of field.
 SPLITS = {
-    "defocusnet": ("train", "test-shape", "test-appearance", "test-wide-dof", "test-medium-dof"),
+    # test-unseen-camera (issue 21): held-out cameras (generate --camera unseen-50mm / unseen-phone)
+    "defocusnet": ("train", "test-shape", "test-appearance", "test-wide-dof", "test-medium-dof", "test-unseen-camera"),
     "deeplens": ("train", "test"),
     "stereo": ("train", "test"),
     "sweep": ("train", "test"),

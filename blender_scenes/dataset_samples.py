@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,8 +37,8 @@ from core.optics import depth_to_disparity
 
 from .dataset_io import FORMAT_VERSION
 from .dataset_render import CameraState, DatasetRenderer, Quality, shake
-from .dataset_scenes import (FOD_FOCUS_DISTANCES, DatasetScene, defocusnet_scene, deeplens_scene, inverse_uniform,
-                             stereo_scene, sweep_scene)
+from .dataset_scenes import (CAMERAS, FOD_FOCUS_DISTANCES, DatasetScene, camera_scene, defocusnet_scene,
+                             deeplens_scene, inverse_uniform, random_camera, stereo_scene, sweep_scene)
 
 FOCUS_MODES = ("fod", "even", "random")
 
@@ -59,6 +59,10 @@ class Options:
         shake_mm, shake_deg: camera shake per slice, uniform in +-mm and +-degrees (0: none).
         dof_renders: depth-of-field renders per ``deeplens`` sample.
         frames, ramps: frames per ``sweep`` video and focus ramps across it.
+        camera: ``defocusnet`` camera: ``fod`` FoD500's 2.9 mm lens; a name of
+            :data:`dataset_scenes.CAMERAS` (issue 21's unseen cameras); ``random`` a camera drawn per
+            sample (:func:`dataset_scenes.random_camera`) with 3..``slices`` slices. Other than
+            ``fod``, focus ``fod`` means ``even`` over the camera's focus range.
     """
 
     width: int = 256
@@ -73,6 +77,7 @@ class Options:
     dof_renders: int = 2
     frames: int = 16
     ramps: int = 2
+    camera: str = "fod"
 
     def describe(self, kind: str) -> dict[str, Any]:
         """The options that matter for ``kind``, for dataset.json."""
@@ -85,7 +90,10 @@ class Options:
             "stereo": (),
             "sweep": ("frames", "ramps"),
         }[kind]
-        return {**common, **{name: getattr(self, name) for name in per_kind}}
+        described = {**common, **{name: getattr(self, name) for name in per_kind}}
+        if kind == "defocusnet" and self.camera != "fod":  # absent for fod: older datasets stay resumable
+            described["camera"] = self.camera
+        return described
 
 
 def write_colour(path: Path, image: np.ndarray) -> None:
@@ -105,10 +113,11 @@ def _checked_depth(depth: np.ndarray, what: str) -> np.ndarray:
     return depth
 
 
-def focus_distances(options: Options, rng: np.random.Generator, near: float = 0.1, far: float = 1.5) -> list[float]:
-    """The focal stack's focus distances in metres, nearest first."""
-    n = options.slices
-    if options.focus == "fod":
+def focus_distances(options: Options, rng: np.random.Generator, near: float = 0.1, far: float = 1.5,
+                    slices: int | None = None) -> list[float]:
+    """The focal stack's focus distances in metres, nearest first (``slices`` overrides the options')."""
+    n = options.slices if slices is None else slices
+    if options.focus == "fod" and options.camera == "fod":
         return list(FOD_FOCUS_DISTANCES[:n])
     if options.focus == "even":
         return [float(1.0 / v) for v in np.linspace(1.0 / near, 1.0 / far, n)]
@@ -124,13 +133,23 @@ def _renderer(scene: DatasetScene, options: Options, seed: int, out: Path) -> Da
 
 
 def render_defocusnet(rng: np.random.Generator, split: str, seed: int, options: Options, out: Path) -> dict:
-    scene = defocusnet_scene(rng, split, options.f_stop)
+    near, far, count = 0.1, 1.5, options.slices
+    if options.camera == "fod":
+        scene = defocusnet_scene(rng, split, options.f_stop)
+    else:
+        setup = random_camera(rng) if options.camera == "random" else CAMERAS[options.camera]
+        if options.f_stop is not None:
+            setup = replace(setup, lens=replace(setup.lens, f_stop=options.f_stop))
+        if options.camera == "random" and options.slices >= 3:
+            count = int(rng.integers(3, options.slices + 1))
+        near, far = setup.focus_near_m, setup.focus_far_m
+        scene = camera_scene(rng, split, setup)
     renderer = _renderer(scene, options, seed, out)
     frame, _ = renderer.render(CameraState(), "aif")
     write_colour(out / "image.exr", frame.image)
     write_plane(out / "depth.exr", _checked_depth(frame.depth, "all-in-focus render"))
     slices = []
-    for k, focus in enumerate(focus_distances(options, rng)):
+    for k, focus in enumerate(focus_distances(options, rng, near, far, count)):
         location, rotation = ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0))
         if options.shake_mm or options.shake_deg:
             location, rotation = shake(rng, options.shake_mm * 1e-3, options.shake_deg)

@@ -251,3 +251,62 @@ def sweep_scene(rng: np.random.Generator, split: str = "train", frames: int = 16
         objects.append(Placed(placed.name, placed.item, 0, velocity))  # type: ignore[arg-type]
     lamps, world, strength = _lighting(rng, TRAIN_LOOK, 5.0)
     return DatasetScene(tuple(objects), lamps, world, strength, lens, extra={"frames": frames, "backdrop_m": back})
+
+
+# ---------------------------------------------------------------------------- other cameras
+@dataclass(frozen=True)
+class CameraSetup:
+    """A ``defocusnet`` camera other than FoD500's (issue 21): the lens, the range its focus
+    distances span, and where the scene's objects and backdrop stand.
+
+    Attributes:
+        lens: focal length, f-number and sensor (its focus distance is a default).
+        focus_near_m, focus_far_m: nearest and farthest focus distance of the stack, metres.
+        objects_m: nearest object depth, and the farthest as a fraction of the backdrop's.
+        backdrop_m: the backdrop's distance range, metres.
+    """
+
+    lens: Lens
+    focus_near_m: float
+    focus_far_m: float
+    objects_m: tuple[float, float]
+    backdrop_m: tuple[float, float]
+
+    def describe(self) -> dict[str, Any]:
+        return {"focal_length_mm": self.lens.focal_length_mm, "f_stop": self.lens.f_stop,
+                "sensor_width_mm": self.lens.sensor_width_mm, "focus_range_m": [self.focus_near_m, self.focus_far_m],
+                "objects_m": list(self.objects_m), "backdrop_m": list(self.backdrop_m)}
+
+
+# The "unseen cameras" of issue 21: a full-frame 50 mm at f/2 focused over 0.8-10 m (scenes about
+# 1.4-9 m deep) and a phone-like 4.3 mm at f/1.8 on a 5.6 mm sensor focused over 0.1-2 m.
+CAMERAS = {
+    "unseen-50mm": CameraSetup(Lens(50.0, 2.0, 3.0, 36.0), 0.8, 10.0, (1.4, 0.9), (5.0, 9.0)),
+    "unseen-phone": CameraSetup(Lens(4.3, 1.8, 0.5, 5.6), 0.1, 2.0, (0.12, 0.9), (0.8, 1.9)),
+}
+CAMERA_CHOICES = ("fod", "random", *CAMERAS)
+
+
+def random_camera(rng: np.random.Generator) -> CameraSetup:
+    """A camera drawn at random (issue 21's training cameras): sensor 5.6-36 mm wide (phone to full
+    frame), focal length 4-85 mm within a 35 mm-equivalent 20-135 mm, f/1.4-f/8, and a focus range
+    from 0.1-1.5 m up to 1-20 m (both ends log-uniform along one draw, jittered)."""
+    sensor = float(math.exp(rng.uniform(math.log(5.6), math.log(36.0))))
+    lo, hi = max(4.0, 20.0 * sensor / 36.0), min(85.0, 135.0 * sensor / 36.0)
+    focal = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    stop = float(math.exp(rng.uniform(math.log(1.4), math.log(8.0))))
+    t = float(rng.uniform())
+    near = max(0.1 * 10.0 ** t * float(rng.uniform(0.9, 1.1)), 2.5 * focal * 1e-3)
+    far = max(1.5 * (20.0 / 1.5) ** t * float(rng.uniform(0.9, 1.1)), 4.0 * near)
+    return CameraSetup(Lens(focal, stop, near, sensor), near, far, (1.2 * near, 0.9), (0.5 * far, 1.2 * far))
+
+
+def camera_scene(rng: np.random.Generator, split: str, setup: CameraSetup) -> DatasetScene:
+    """A ``defocusnet`` scene for ``setup``: a backdrop in its range and 8-20 objects between its
+    nearest object depth and 0.9 of the backdrop's, in the split's look."""
+    look = APPEARANCES.get(split, TRAIN_LOOK)
+    back = float(rng.uniform(*setup.backdrop_m))
+    objects = [backdrop(rng, back, setup.lens, look)]
+    objects += scatter(rng, int(rng.integers(8, 20)), setup.objects_m[0], setup.objects_m[1] * back, setup.lens, look)
+    lamps, world, strength = _lighting(rng, look, back / 2.0)
+    return DatasetScene(tuple(objects), lamps, world, strength, setup.lens, extra={"camera": setup.describe()})

@@ -33,6 +33,7 @@ from blender_scenes import dataset_io as io  # noqa: E402  (after the path set-u
 from blender_scenes.dataset_preview import write_preview  # noqa: E402
 from blender_scenes.dataset_render import Quality  # noqa: E402
 from blender_scenes.dataset_samples import FOCUS_MODES, Options, render_sample  # noqa: E402
+from blender_scenes.dataset_scenes import CAMERA_CHOICES  # noqa: E402
 from core.cli import EXIT_BAD_INPUT, OneLineParser  # noqa: E402  (usage errors as one line, like refocus)
 from core.errors import InputError, check  # noqa: E402
 from core.progress import ProgressBar  # noqa: E402
@@ -58,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--focus", choices=FOCUS_MODES, default="fod",
                    help="fod: FoD500's 0.1 0.15 0.3 0.7 1.5 m; even: evenly in inverse depth; random (default fod)")
     d.add_argument("--f-stop", type=float, default=None, help="f-number (default: f/1, or the test split's)")
+    d.add_argument("--camera", choices=CAMERA_CHOICES, default="fod",
+                   help="fod: FoD500's 2.9 mm f/1; unseen-50mm, unseen-phone: issue 21's held-out cameras; "
+                        "random: a camera drawn per sample, 3..--slices slices (default fod)")
     d.add_argument("--breathing", action="store_true", help="focus breathing: field of view changes with focus")
     d.add_argument("--shake", type=float, nargs=2, default=(0.0, 0.0), metavar=("MM", "DEG"),
                    help="camera shake per slice, up to MM millimetres and DEG degrees (default none)")
@@ -76,7 +80,7 @@ def options_from(args: argparse.Namespace) -> Options:
     check(args.samples >= 1, f"--samples must be at least 1, got {args.samples}")
     check(args.bounces >= 0, f"--bounces must be 0 or more, got {args.bounces}")
     check(args.slices >= 1, f"--slices must be at least 1, got {args.slices}")
-    check(args.focus != "fod" or args.slices <= 5, "--focus fod has 5 distances; use --focus even or random for more")
+    check(args.focus != "fod" or args.camera != "fod" or args.slices <= 5, "--focus fod has 5 distances; use --focus even or random for more")
     check(args.f_stop is None or args.f_stop > 0, f"--f-stop must be positive, got {args.f_stop}")
     check(min(args.shake) >= 0, "--shake takes non-negative millimetres and degrees")
     check(args.dof_renders >= 1 and args.frames >= 2 and args.ramps >= 1,
@@ -85,7 +89,7 @@ def options_from(args: argparse.Namespace) -> Options:
                       threads=args.threads)
     return Options(width=width, height=height, quality=quality, slices=args.slices, focus=args.focus,
                    f_stop=args.f_stop, breathing=args.breathing, shake_mm=args.shake[0], shake_deg=args.shake[1],
-                   dof_renders=args.dof_renders, frames=args.frames, ramps=args.ramps)
+                   dof_renders=args.dof_renders, frames=args.frames, ramps=args.ramps, camera=args.camera)
 
 
 def generate(kind: str, count: int, out: Path, seed: int = 0, shard: tuple[int, int] = (0, 1), split: str = "train",
