@@ -119,7 +119,7 @@ def focus_distances(options: Options, rng: np.random.Generator, near: float = 0.
     n = options.slices if slices is None else slices
     if options.focus == "fod" and options.camera == "fod":
         return list(FOD_FOCUS_DISTANCES[:n])
-    if options.focus == "even":
+    if options.focus in ("even", "fod"):  # fod with another camera: even over its focus range
         return [float(1.0 / v) for v in np.linspace(1.0 / near, 1.0 / far, n)]
     return sorted(float(d) for d in inverse_uniform(rng, near, far, n))
 
