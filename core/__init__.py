@@ -4,21 +4,40 @@ Import what you need from the modules, or the common entry points from here::
 
     from core import Lens, refocus
     out = refocus(image, depth, Lens(focal_length_mm=50, f_stop=2, focus_distance=3))
+
+The names below are resolved on first use (PEP 562), so ``import core`` (and ``python -m core
+--help``) does not pay for importing torch.
 """
 
-from .bokeh import bokeh_kernel
-from .defocus import LayeredDefocus, layered_defocus, refocus
-from .errors import InputError
-from .optics import Lens, circle_of_confusion, focal_length_pixels
+from __future__ import annotations
 
-__all__ = [
-    "InputError",
-    "LayeredDefocus",
-    "Lens",
-    "bokeh_kernel",
-    "circle_of_confusion",
-    "focal_length_pixels",
-    "layered_defocus",
-    "refocus",
-]
+import importlib
+from typing import Any
+
+# name -> module that defines it
+_EXPORTS = {
+    "InputError": ".errors",
+    "LayeredDefocus": ".defocus",
+    "Lens": ".optics",
+    "bokeh_kernel": ".bokeh",
+    "circle_of_confusion": ".optics",
+    "focal_length_pixels": ".optics",
+    "layered_defocus": ".defocus",
+    "refocus": ".defocus",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

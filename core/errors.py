@@ -7,9 +7,10 @@ a single line on stderr and exit code 2; library callers catch it like any ``Val
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a check needs it, so the CLI starts without it
+    import torch
 
 
 class InputError(ValueError):
@@ -30,15 +31,19 @@ def check_positive(value: float, name: str) -> None:
     check(value == value and value > 0.0, f"{name} must be positive, got {value}")
 
 
-def check_image(image: torch.Tensor, name: str = "image") -> None:
+def check_image(image: "torch.Tensor", name: str = "image") -> None:
     """Check a (B, C, H, W) floating-point tensor."""
+    import torch
+
+    import torch
+
     check(isinstance(image, torch.Tensor), f"{name} must be a torch.Tensor")
     check(image.dim() == 4, f"{name} must have shape (B, C, H, W), got {tuple(image.shape)}")
     check(image.is_floating_point(), f"{name} must be floating point, got {image.dtype}")
     check(image.shape[-1] > 0 and image.shape[-2] > 0, f"{name} is empty: {tuple(image.shape)}")
 
 
-def check_map(values: torch.Tensor, image: torch.Tensor, name: str) -> None:
+def check_map(values: "torch.Tensor", image: "torch.Tensor", name: str) -> None:
     """Check a (B, 1, H, W) per-pixel map that goes with a (B, C, H, W) image."""
     check_image(values, name)
     check(values.shape[1] == 1, f"{name} must have one channel, got {values.shape[1]}")
@@ -53,8 +58,12 @@ def check_map(values: torch.Tensor, image: torch.Tensor, name: str) -> None:
     )
 
 
-def check_depth(depth: torch.Tensor, name: str = "depth") -> None:
+def check_depth(depth: "torch.Tensor", name: str = "depth") -> None:
     """Depth must be finite and strictly positive (metres)."""
+    import torch
+
+    import torch
+
     with torch.no_grad():
         finite = torch.isfinite(depth)
         if not bool(finite.all()):
