@@ -40,7 +40,7 @@ MANIFEST_FILE = "manifest.json"
 SAMPLE_FILE = "sample.json"
 PREVIEW_FILE = "preview.png"
 
-KINDS = ("defocusnet", "deeplens", "stereo", "sweep")
+KINDS = ("defocusnet", "deeplens", "stereo", "sweep", "track")
 # DefocusNet's held-out test sets (seed 002): new shapes, new appearance, wider and medium depth of field.
 SPLITS = {
     # test-unseen-camera (issue 21): held-out cameras (generate --camera unseen-50mm / unseen-phone)
@@ -48,6 +48,7 @@ SPLITS = {
     "deeplens": ("train", "test"),
     "stereo": ("train", "test"),
     "sweep": ("train", "test"),
+    "track": ("dev", "test"),  # Focus Track (issue 18): nothing is trained; tune on dev, report test
 }
 
 _SAMPLE_DIR = re.compile(r"^\d{6}$")

@@ -60,7 +60,7 @@ def _positive_maps(record: dict) -> list[str]:
     kind = record["kind"]
     if kind == "stereo":
         return ["depth_left.exr", "depth_right.exr", "disparity_left.exr", "disparity_right.exr"]
-    if kind == "sweep":
+    if kind in ("sweep", "track"):
         return [f["depth_file"] for f in record.get("frames", [])]
     return ["depth.exr"]
 
