@@ -34,6 +34,22 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     check(eps > 0, f"guided filter eps must be positive, got {eps}")
     if radius == 0:
         return src
+    a, b = guided_filter_coefficients(guide, src, radius, eps)
+    return a * guide + b
+
+
+def guided_filter_coefficients(guide: torch.Tensor, src: torch.Tensor, radius: int,
+                               eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """The window-averaged linear model (a, b) of :func:`guided_filter`: its output is a * guide + b.
+
+    Exposed for the fast guided filter (He & Sun 2015): fit (a, b) on a low-resolution guide,
+    upsample them bilinearly and apply them to the full-resolution guide (core.mono.upsample).
+
+    Returns:
+        (N, K, H, W) slope a and offset b.
+    """
+    check(radius >= 1, f"guided filter coefficients need a radius >= 1, got {radius}")
+    check(eps > 0, f"guided filter eps must be positive, got {eps}")
     window = 2 * radius + 1
     mean_i = box_mean(guide, window)
     var_i = box_mean(guide * guide, window) - mean_i * mean_i
@@ -41,4 +57,4 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     cov_ip = box_mean(guide * src, window) - mean_i * mean_p
     a = cov_ip / (var_i + eps)
     b = mean_p - a * mean_i
-    return box_mean(a, window) * guide + box_mean(b, window)
+    return box_mean(a, window), box_mean(b, window)
