@@ -68,6 +68,8 @@ def _row(folder: Path, record: dict) -> list[np.ndarray]:
     if kind == "defocusnet":
         row += [caption(tile(read_image(folder / s["file"])), f"focus {s['focus_distance']:.2f} m f/{s['f_stop']:g}")
                 for s in record["slices"]]
+    elif kind == "mono":
+        row.append(caption(value_tile(read_map(folder / "mask.exr", what="mask")), "foreground mask"))
     else:  # deeplens
         row += [caption(rgba_tile(read_image(folder / layer["file"])), f"layer {i}")
                 for i, layer in enumerate(record["layers"])]

@@ -38,6 +38,7 @@ from core.optics import depth_to_disparity
 from .dataset_io import FORMAT_VERSION
 from .dataset_render import CameraState, DatasetRenderer, Quality, shake
 from .kind_track import render_track
+from .kind_mono import render_mono
 from .dataset_scenes import (CAMERAS, FOD_FOCUS_DISTANCES, DatasetScene, camera_scene, defocusnet_scene,
                              deeplens_scene, inverse_uniform, random_camera, stereo_scene, sweep_scene)
 
@@ -91,6 +92,7 @@ class Options:
             "stereo": (),
             "sweep": ("frames", "ramps"),
             "track": ("frames",),
+            "mono": (),
         }[kind]
         described = {**common, **{name: getattr(self, name) for name in per_kind}}
         if kind == "defocusnet" and self.camera != "fod":  # absent for fod: older datasets stay resumable
@@ -255,6 +257,7 @@ RENDERERS: dict[str, Callable[[np.random.Generator, str, int, Options, Path], di
     "stereo": render_stereo,
     "sweep": render_sweep,
     "track": render_track,
+    "mono": render_mono,
 }
 
 
