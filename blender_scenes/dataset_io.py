@@ -149,8 +149,10 @@ def _sweep_maps(record: dict) -> list[str]:
 
 
 # The built-in kinds keep streams 0-3 (their place in the original tuple), so their seeds hold.
-# DefocusNet's held-out test sets (seed 002): new shapes, new appearance, wider and medium depth of field.
-register_kind("defocusnet", ("train", "test-shape", "test-appearance", "test-wide-dof", "test-medium-dof"),
+# DefocusNet's held-out test sets (seed 002): new shapes, new appearance, wider and medium depth of field;
+# test-unseen-camera (issue 21): held-out cameras (generate --camera unseen-50mm / unseen-phone).
+register_kind("defocusnet", ("train", "test-shape", "test-appearance", "test-wide-dof", "test-medium-dof",
+                             "test-unseen-camera"),
               stream=0, files=("image.exr", "depth.exr"), positive_maps=_depth_only,
               options=("slices", "focus", "f_stop", "breathing", "shake_mm", "shake_deg"),
               renderer="blender_scenes.dataset_samples:render_defocusnet")
@@ -161,6 +163,14 @@ register_kind("stereo", ("train", "test"), stream=2,
               renderer="blender_scenes.dataset_samples:render_stereo")
 register_kind("sweep", ("train", "test"), stream=3, positive_maps=_sweep_maps, options=("frames", "ramps"),
               renderer="blender_scenes.dataset_samples:render_sweep")
+# Focus Track (issue 18): nothing is trained; tune on dev, report test.
+register_kind("track", ("dev", "test"), stream=4, positive_maps=_sweep_maps, options=("frames",),
+              renderer="blender_scenes.kind_track:render_track")
+# Mono Depth (issue 17).
+register_kind("mono", ("train", "val", "test"), stream=5, files=("image.exr", "depth.exr"), positive_maps=_depth_only,
+              renderer="blender_scenes.kind_mono:render_mono")
+# A new kind: one register_kind(...) line here (its own stream is a hash of its name unless given),
+# and its renderer in its own module (blender_scenes/kind_<name>.py), named by `renderer`.
 
 _SAMPLE_DIR = re.compile(r"^\d{6}$")
 _PARTIAL = re.compile(r"^\.(\d{6})\.(.+)\.partial$")

@@ -35,7 +35,7 @@ import numpy as np
 from core.imageio import write_exr
 from core.optics import depth_to_disparity
 
-from .dataset_io import FORMAT_VERSION
+from .dataset_io import FORMAT_VERSION, kind_info, load_renderer
 from .dataset_render import CameraState, DatasetRenderer, Quality, shake
 from .kind_track import render_track
 from .kind_mono import render_mono
@@ -93,7 +93,7 @@ class Options:
             "sweep": ("frames", "ramps"),
             "track": ("frames",),
             "mono": (),
-        }[kind]
+        }.get(kind, kind_info(kind).options)  # or what its registration in dataset_io names
         described = {**common, **{name: getattr(self, name) for name in per_kind}}
         if kind == "defocusnet" and self.camera != "fod":  # absent for fod: older datasets stay resumable
             described["camera"] = self.camera
@@ -264,6 +264,7 @@ RENDERERS: dict[str, Callable[[np.random.Generator, str, int, Options, Path], di
 def render_sample(kind: str, split: str, index: int, seed: int, options: Options, out: Path) -> dict:
     """Render sample ``index`` (whose own seed is ``seed``) into folder ``out``; its record (no files yet)."""
     rng = np.random.default_rng(seed)
-    record = RENDERERS[kind](rng, split, seed, options, out)
+    render = RENDERERS.get(kind) or load_renderer(kind)  # or the renderer its registration names
+    record = render(rng, split, seed, options, out)
     shutil.rmtree(out / SCRATCH, ignore_errors=True)
     return {"format": FORMAT_VERSION, "kind": kind, "split": split, "index": index, "seed": seed, **record}

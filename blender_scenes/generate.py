@@ -92,33 +92,81 @@ def options_from(args: argparse.Namespace) -> Options:
                    dof_renders=args.dof_renders, frames=args.frames, ramps=args.ramps, camera=args.camera)
 
 
-def generate(kind: str, count: int, out: Path, seed: int = 0, shard: tuple[int, int] = (0, 1), split: str = "train",
-             options: Options = Options(), progress: bool = True, preview: bool = True) -> int:
-    """Render the missing samples of shard ``shard`` into ``out``; the number rendered.
+def colour_files(folder: Path, names: Sequence[str]) -> list[str]:
+    """The EXR files in ``folder`` holding colour (an R, G or B channel): what the denoiser touches."""
+    import OpenEXR
 
-    Writes dataset.json first (or checks it matches), each sample folder atomically, and the
-    manifest of every complete sample last.
+    out = []
+    for name in names:
+        if name.endswith(".exr"):
+            header = OpenEXR.File(str(folder / name), header_only=True)
+            channels = {c.name.split(".")[-1] for part in header.parts for c in part.header.get("channels", [])}
+            if channels & {"R", "G", "B"}:
+                out.append(name)
+    return out
+
+
+def render_one(out: Path, kind: str, split: str, index: int, seed: int, options: Options,
+               claim: io.Claim) -> None:
+    """Render sample ``index`` under ``claim`` into its own temporary folder and commit it."""
+    folder = io.start_sample(out, index, claim)
+    record = render_sample(kind, split, index, io.sample_seed(seed, kind, split, index), options, folder)
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    varying = colour_files(folder, names) if options.quality.denoise else []
+    io.commit_sample(out, index, record, claim, varying)
+
+
+def generate(kind: str, count: int, out: Path, seed: int = 0, shard: tuple[int, int] = (0, 1), split: str = "train",
+             options: Options = Options(), progress: bool = True, preview: bool = True,
+             claim_timeout_s: float = io.CLAIM_TIMEOUT_S, manifest: bool = True) -> int:
+    """Render the missing samples of shard ``shard`` into ``out``; the number this call rendered.
+
+    Writes dataset.json first (or checks it matches), claims each missing sample before rendering
+    it (skipping those another live run holds, and coming back to them once at the end in case
+    that run died), commits each sample folder in one rename, and rewrites the manifest (and
+    preview) of every complete sample last, unless ``manifest`` is false (a Ray shard: the
+    driver writes it once).
     """
     io.check_kind_split(kind, split)
     description = {"format": io.FORMAT_VERSION, "kind": kind, "split": split, "count": count, "seed": seed,
                    "options": options.describe(kind)}
     io.open_dataset(out, description)
+    io.sweep(out, claim_timeout_s)
     todo = [i for i in io.shard_indices(count, shard) if not io.is_complete(out, i)]
     bar = ProgressBar(f"{kind} {shard[0]}/{shard[1]}", unit=" samples", enabled=progress)
     start = time.monotonic()
-    for done, index in enumerate(todo):
-        folder = io.start_sample(out, index)
-        record = render_sample(kind, split, index, io.sample_seed(seed, kind, split, index), options, folder)
-        io.commit_sample(out, index, record)
-        bar(done + 1, len(todo))
-    manifest = io.write_manifest(out)
-    if preview and manifest["complete"]:
-        write_preview(out)
-    if todo and progress:
+    rendered = 0
+    with io.Claims(out, claim_timeout_s) as claims:
+        held: list[int] = []
+        for attempt in range(2):  # the second pass revisits the samples another run held
+            queue, held = (todo, []) if attempt == 0 else (held, [])
+            for k, index in enumerate(queue):
+                if not io.is_complete(out, index):
+                    claim = claims.take(io.sample_name(index))
+                    if claim is None:
+                        held.append(index)
+                    else:
+                        try:
+                            if not io.is_complete(out, index):  # another run may have just committed it
+                                render_one(out, kind, split, index, seed, options, claim)
+                                rendered += 1
+                        finally:
+                            claims.release(claim)
+                if attempt == 0:
+                    bar(k + 1, len(todo))
+        result = None
+        if manifest:
+            then = (lambda m: write_preview(out) if m["complete"] else None) if preview else None
+            result = io.write_manifest(out, claims, then=then)
+    io.sweep(out, claim_timeout_s)
+    if progress and (todo or held):
         seconds = time.monotonic() - start
-        sys.stderr.write(f"{kind}: rendered {len(todo)} samples in {seconds:.1f} s ({seconds / len(todo):.2f} s/sample); "
-                         f"{manifest['complete']}/{count} complete in {out}\n")
-    return len(todo)
+        complete = len(io.complete_indices(out)) if result is None else result["complete"]
+        rate = f" ({seconds / rendered:.2f} s/sample)" if rendered else ""
+        skipped = f"; {len(held)} held by another live run, left to it" if held else ""
+        sys.stderr.write(f"{kind}: rendered {rendered} samples in {seconds:.1f} s{rate}{skipped}; "
+                         f"{complete}/{count} complete in {out}\n")
+    return rendered
 
 
 def main(argv: Sequence[str] | None = None) -> int:
