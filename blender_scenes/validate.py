@@ -3,12 +3,19 @@
     python -m blender_scenes.validate DIR              # check; exit 1 if anything is wrong
     python -m blender_scenes.validate DIR --reindex    # rebuild manifest.json from the sample folders
     python -m blender_scenes.validate DIR --remove-bad # delete bad samples; rerun generate to redo them
+    python -m blender_scenes.validate DIR --sweep      # first remove what dead runs left (claims, temp folders)
 
-Checked per sample: its folder and record are present; every file is there with the size and
-SHA-256 its record and the manifest give; depth (and disparity) maps are finite and positive;
-images have the camera's size; the camera is consistent (focal length in pixels from the lens and
-sensor, focus distances beyond the focal length, CoC scales from the f-stops, one file per slice /
-frame / render); maps derived from depth agree with it (stereo disparity, DeepLens inverse depth).
+Checked per sample: its folder holds a record whose kind, split, index and seed are this
+dataset's; every file the record names (views, layers, maps, the kind's fixed files) is listed in
+its checksums, and every listed file is there with the recorded size and SHA-256, and nothing else
+is (no temporary files, no hidden scratch folders); the record and its checksums are the
+manifest's; depth (and disparity) maps are finite and positive; images have the camera's size; the
+camera is consistent (focal length in pixels from the lens and sensor, focus distances beyond the
+focal length, CoC scales from the f-stops, one file per slice / frame / render); maps derived
+from depth agree with it (stereo disparity, DeepLens inverse depth). Dataset-wide: every manifest
+sample is on disk and every sample on disk is in the manifest, the manifest's kind, split and
+count are dataset.json's, and the folder holds nothing else: a claim or temporary folder means a
+run is still going or was killed (``--sweep`` removes those of dead runs).
 ``--reindex`` is how shards rendered into separate folders and copied together get one manifest.
 """
 
@@ -57,12 +64,10 @@ class Report:
 
 # Files whose values are depth or disparity (finite and positive everywhere), per kind.
 def _positive_maps(record: dict) -> list[str]:
-    kind = record["kind"]
-    if kind == "stereo":
-        return ["depth_left.exr", "depth_right.exr", "disparity_left.exr", "disparity_right.exr"]
-    if kind in ("sweep", "track"):
-        return [f["depth_file"] for f in record.get("frames", [])]
-    return ["depth.exr"]
+    kind = io.REGISTRY.get(record.get("kind", ""))
+    if kind is None or kind.positive_maps is None:
+        return ["depth.exr"] if "depth.exr" in record.get("files", {}) else []
+    return kind.positive_maps(record)
 
 
 def _views(record: dict) -> list[dict]:
@@ -97,25 +102,62 @@ def _check_camera(record: dict) -> list[str]:
     return problems
 
 
-def check_sample(root: Path, index: int, listed: dict | None) -> list[str]:
-    """Problems of one complete sample (empty when it is good)."""
+def _check_files(folder: Path, record: dict) -> list[str]:
+    """The record names what it holds, holds what it names, and nothing else lies in its folder."""
+    problems = []
+    files = record.get("files")
+    if not isinstance(files, dict) or not files:
+        return ["record lists no files"]
+    for name in sorted(io.named_files(record) - set(files)):
+        problems.append(f"{name} is named by the record but has no checksum (sample cut short)")
+    for name, entry in sorted(files.items()):
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif path.stat().st_size != entry.get("bytes"):
+            problems.append(f"{name} has {path.stat().st_size} bytes, expected {entry.get('bytes')}")
+        elif io.sha256(path) != entry.get("sha256"):
+            problems.append(f"{name} checksum mismatch (corrupted)")
+    for path in sorted(folder.iterdir()):
+        if path.name != io.SAMPLE_FILE and path.name not in files:
+            what = "folder" if path.is_dir() else "file"
+            problems.append(f"stray {what} {path.name} (not in the record)")
+    return problems
+
+
+def check_sample(root: Path, index: int, listed: dict | None, description: dict | None = None) -> list[str]:
+    """Problems of one sample folder in place (empty when it is good). ``listed``: its manifest
+    entry; ``description``: dataset.json, to check the record belongs to this dataset."""
     folder = io.sample_dir(root, index)
+    if not (folder / io.SAMPLE_FILE).is_file():
+        return [f"folder has no {io.SAMPLE_FILE} (an incomplete sample)"]
     try:
         record = io.read_json(folder / io.SAMPLE_FILE)
     except InputError as exc:
         return [str(exc)]
     problems = []
+    if record.get("index") != index:
+        problems.append(f"record is of sample {record.get('index')}, not of its folder's {index}")
+    if description is not None:
+        for key in ("kind", "split"):
+            if record.get(key) != description.get(key):
+                problems.append(f"record's {key} {record.get(key)!r} is not the dataset's {description.get(key)!r}")
+        if not problems:
+            try:
+                seed = io.sample_seed(int(description["seed"]), record["kind"], record["split"], index)
+                if record.get("seed") != seed:
+                    problems.append(f"record's seed {record.get('seed')} is not sample {index}'s ({seed})")
+            except (InputError, KeyError, TypeError, ValueError) as exc:
+                problems.append(f"cannot check the seed: {exc}")
     files = record.get("files", {})
-    if listed is not None and listed.get("files") != files:
-        problems.append("record's checksums differ from the manifest's")
-    for name, entry in sorted(files.items()):
-        path = folder / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif path.stat().st_size != entry["bytes"]:
-            problems.append(f"{name} has {path.stat().st_size} bytes, expected {entry['bytes']}")
-        elif io.sha256(path) != entry["sha256"]:
-            problems.append(f"{name} checksum mismatch (corrupted)")
+    if listed is not None:
+        if listed.get("files") != files:
+            problems.append("record's checksums differ from the manifest's")
+        if listed.get("record_sha256") not in (None, io.sha256(folder / io.SAMPLE_FILE)):
+            problems.append(f"{io.SAMPLE_FILE} differs from the one the manifest lists")
+        if listed.get("digest") not in (None, io.sample_digest(record)):
+            problems.append("record's reproducible digest differs from the manifest's")
+    problems += _check_files(folder, record)
     if problems:
         return problems
     problems += _check_camera(record)
@@ -160,6 +202,14 @@ def _check_derived_maps(record: dict, maps: dict[str, np.ndarray]) -> list[str]:
     return problems
 
 
+def _describe_stray(root: Path, name: str) -> str:
+    if name in {p.name for p in io.leftover_partials(root)}:
+        return f"temporary sample folder {name} (a run in progress, or a killed one: --sweep removes it)"
+    if name in {p.name for p in io.claim_files(root)}:
+        return f"claim {name} (a run in progress, or a killed one: --sweep removes it once stale)"
+    return f"stray {'folder' if (root / name).is_dir() else 'file'} {name} (no part of a dataset)"
+
+
 def validate(root: str | Path) -> Report:
     """Check the dataset in ``root``."""
     root = Path(root)
@@ -167,26 +217,37 @@ def validate(root: str | Path) -> Report:
     check((root / io.DATASET_FILE).is_file(), f"{root} holds no {io.DATASET_FILE}; is it a dataset folder?")
     description = io.read_json(root / io.DATASET_FILE)
     report = Report(count=int(description["count"]))
+    on_disk = io.sample_indices(root)
     present = io.complete_indices(root)
     report.complete = len(present)
     listed: dict[int, dict] = {}
     manifest_path = root / io.MANIFEST_FILE
     if manifest_path.is_file():
         manifest = io.read_json(manifest_path)
-        listed = {s["index"]: s for s in manifest.get("samples", [])}
-        for index in sorted(set(listed) - set(present)):
+        samples = manifest.get("samples", [])
+        listed = {s["index"]: s for s in samples}
+        for key in ("kind", "split", "count"):
+            if manifest.get(key) != description.get(key):
+                report.problems.append(f"manifest's {key} {manifest.get(key)!r} is not dataset.json's "
+                                       f"{description.get(key)!r}")
+        if manifest.get("complete") != len(samples) or len(listed) != len(samples):
+            report.problems.append(f"manifest says {manifest.get('complete')} complete but lists "
+                                   f"{len(samples)} samples ({len(listed)} distinct)")
+        for index in sorted(set(listed) - set(on_disk)):
             report.bad[index] = ["listed in the manifest but its folder is missing"]
         for index in sorted(set(present) - set(listed)):
             report.problems.append(f"sample {io.sample_name(index)} is not in the manifest (run with --reindex)")
     else:
         report.problems.append(f"no {io.MANIFEST_FILE} (run with --reindex)")
-    for index in present:
-        problems = check_sample(root, index, listed.get(index))
+    for index in on_disk:
+        problems = check_sample(root, index, listed.get(index), description)
+        if index >= report.count:
+            problems.append(f"index beyond the dataset's count {report.count}")
         if problems:
             report.bad[index] = problems
-    report.missing = [i for i in range(report.count) if i not in set(present) and i not in report.bad]
-    for partial in io.leftover_partials(root):
-        report.problems.append(f"leftover partial sample {partial.name} (a killed run; the next run removes it)")
+    report.missing = [i for i in range(report.count) if i not in set(on_disk) and i not in report.bad]
+    for name in io.stray_entries(root):
+        report.problems.append(_describe_stray(root, name))
     return report
 
 
@@ -195,9 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("root", help="dataset folder")
     parser.add_argument("--reindex", action="store_true", help="rebuild manifest.json from the sample folders first")
     parser.add_argument("--remove-bad", action="store_true", help="delete bad samples so that generate redoes them")
+    parser.add_argument("--sweep", action="store_true",
+                        help="first remove what dead runs left: stale claims, their temporary folders and files")
     args = parser.parse_args(argv)
     try:
         root = Path(args.root)
+        if args.sweep:
+            check(root.is_dir(), f"dataset folder not found: {root}")
+            for name in io.sweep(root):
+                print(f"removed {name}")
         if args.reindex:
             check((root / io.DATASET_FILE).is_file(), f"{root} holds no {io.DATASET_FILE}")
             io.write_manifest(root)
