@@ -11,6 +11,7 @@ focus objects and f-stops are right on every frame of an animation render.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import bpy
@@ -18,18 +19,25 @@ import bpy
 from .errors import RefocusError
 
 
-def scene_lens(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> dict[str, Any]:
-    """``Lens`` fields of ``scene``'s active camera at the depsgraph's frame; :class:`RefocusError` if none fits."""
+def active_camera(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph, purpose: str = "a depth of field",
+                  what: str = "untick Use Scene Camera") -> tuple[bpy.types.Object, Any]:
+    """``scene``'s active camera object and its evaluated perspective camera data at the
+    depsgraph's frame; :class:`RefocusError`, saying what to do (``what``), if there is none."""
     camera = scene.camera
     if camera is None:
-        raise RefocusError(f"scene '{scene.name}' has no active camera; add one or untick Use Scene Camera")
+        raise RefocusError(f"scene '{scene.name}' has no active camera; add one or {what}")
     if camera.type != "CAMERA":
         raise RefocusError(f"the active camera '{camera.name}' is not a camera object")
-    evaluated = camera.evaluated_get(depsgraph)
-    data = evaluated.data
+    data = camera.evaluated_get(depsgraph).data
     if data.type != "PERSP":
-        raise RefocusError(f"camera '{camera.name}' is {data.type.lower()}; only a perspective camera has a "
-                           "depth of field")
+        raise RefocusError(f"camera '{camera.name}' is {data.type.lower()}; {purpose} needs a perspective camera")
+    return camera, data
+
+
+def scene_lens(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> dict[str, Any]:
+    """The lens parameters of ``core.pipelines.defocus.LayeredDefocusParams`` from ``scene``'s
+    active camera at the depsgraph's frame; :class:`RefocusError` if none fits."""
+    camera, data = active_camera(scene, depsgraph)
     dof = data.dof
     if not dof.use_dof:
         raise RefocusError(f"camera '{camera.name}' has depth of field off; turn it on in the camera's "
@@ -37,12 +45,12 @@ def scene_lens(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> dict[s
     return {
         "focal_length_mm": data.lens,
         "f_stop": dof.aperture_fstop,
-        "focus_distance": focus_distance(camera, depsgraph),
+        "focus_distance_m": focus_distance(camera, depsgraph),
         "sensor_width_mm": data.sensor_width,
         "sensor_height_mm": data.sensor_height,
         "sensor_fit": data.sensor_fit,
         "blades": dof.aperture_blades,
-        "rotation": dof.aperture_rotation,
+        "rotation_deg": math.degrees(dof.aperture_rotation),
         "ratio": dof.aperture_ratio,
     }
 

@@ -1,4 +1,4 @@
-"""Blender's application handlers, wired to the evaluator.
+"""Blender's application handlers, wired to the interactive.
 
 Order of events in a render (checked with bpy 5.0.1, stills and animations alike)::
 
@@ -22,7 +22,7 @@ from typing import Any, Callable
 import bpy
 from bpy.app.handlers import persistent
 
-from . import evaluator, renders
+from . import interactive, render_jobs, renders
 
 
 def _guarded(fn: Callable[[bpy.types.Scene], None]) -> Callable[..., None]:
@@ -41,13 +41,13 @@ def _guarded(fn: Callable[[bpy.types.Scene], None]) -> Callable[..., None]:
     return handler
 
 
-on_render_init = _guarded(evaluator.begin_render)
-on_render_pre = _guarded(evaluator.prepare_render_frame)
-on_render_done = _guarded(evaluator.finish_render)
+on_render_init = _guarded(render_jobs.begin_render)
+on_render_pre = _guarded(render_jobs.prepare_render_frame)
+on_render_done = _guarded(render_jobs.finish_render)
 
 
 def _frame_changed(scene: bpy.types.Scene) -> None:
-    evaluator.request_update(scene)
+    interactive.request_update(scene)
 
 
 on_frame_change = _guarded(_frame_changed)
@@ -56,15 +56,15 @@ on_frame_change = _guarded(_frame_changed)
 @persistent
 def on_load_post(*args: Any) -> None:
     # Results are not saved in the file (their Images are regenerated empty): compute them again.
-    evaluator.reset()
-    evaluator.forget_results()
-    evaluator.request_update()
+    interactive.reset()
+    interactive.forget_results()
+    interactive.request_update()
 
 
 @persistent
 def on_save_pre(*args: Any) -> None:
     # Never save a tree swapped in for a render in place of the artist's own.
-    evaluator.finish_all_renders()
+    render_jobs.finish_all_renders()
 
 
 HANDLERS = (

@@ -13,9 +13,15 @@ class NODE_MT_refocus(bpy.types.Menu):
 
     def draw(self, context: bpy.types.Context) -> None:
         for cls in NODE_CLASSES:
-            op = self.layout.operator("node.add_node", text=cls.bl_label, icon=cls.bl_icon)
+            reason = cls.unavailable_reason()
+            row = self.layout.row()
+            row.enabled = not reason  # greyed, and the reason beside it: never a node that computes nothing
+            op = row.operator("node.add_node", text=cls.bl_label + (" (unavailable)" if reason else ""),
+                              icon=cls.bl_icon)
             op.type = cls.bl_idname
             op.use_transform = True
+            if reason:
+                self.layout.label(text=reason, icon="INFO")
 
 
 def _draw_add(self: bpy.types.Menu, context: bpy.types.Context) -> None:

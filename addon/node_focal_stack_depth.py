@@ -9,8 +9,10 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from .camera import active_camera
 from .errors import RefocusError
-from .nodes import FrameContext, RefocusNode, Socket, request_update
+from . import contract
+from .nodes import FrameContext, RefocusNode, request_update
 
 MAX_SLICES = 8
 METHODS = (("CLASSICAL", "Classical", "Depth from focus: a focus measure per slice, sub-slice fit, guided filter"),
@@ -64,11 +66,7 @@ class FocalStackDepthNode(RefocusNode):
     bl_label = "Focal Stack Depth"
     bl_icon = "RENDERLAYERS"
     op = "focal_stack_depth"
-    INPUTS = tuple(Socket(f"Slice {k}", "color", f"Slice {k} of the focal stack, scene-linear", required=False)
-                   for k in range(1, MAX_SLICES + 1))
-    OUTPUTS = (Socket("Depth", "value", "Planar depth, metres (a slice index without focus distances)"),
-               Socket("All in Focus", "color", "All-in-focus image, scene-linear", passthrough="Slice 1"),
-               Socket("Confidence", "value", "How sharp the sharpest slice is against the rest, 0 to 1"))
+    INPUTS, OUTPUTS = contract.sockets(op)
 
     method: EnumProperty(name="Method", items=METHODS, default="CLASSICAL", update=request_update)
     slices: IntProperty(name="Slices", default=5, min=2, max=MAX_SLICES, update=_update_slices,
@@ -116,21 +114,16 @@ class FocalStackDepthNode(RefocusNode):
             raise RefocusError(f"Slice {gap + 1} is not connected but Slice {linked[-1] + 1} is; connect the slices "
                                "in order, from Slice 1")
         if self.use_scene_camera:
-            camera = ctx.scene.camera
-            if camera is None or camera.type != "CAMERA":
-                raise RefocusError(f"scene '{ctx.scene.name}' has no active camera; add one or untick Use Scene "
-                                   "Camera")
-            focal_length = float(camera.evaluated_get(ctx.depsgraph).data.lens)
+            focal_length = float(active_camera(ctx.scene, ctx.depsgraph, "the focal length")[1].lens)
         else:
             focal_length = self.focal_length
-        return {"method": self.method.lower(), "focus_distances": self.distances(ctx), "focal_length_mm": focal_length,
-                "align": self.align.lower(), "device": ctx.device}
+        return {"method": self.method.lower(), "focus_distances_m": self.distances(ctx),
+                "focal_length_mm": focal_length, "align": self.align.lower(), "device": ctx.device}
 
     def camera_distances(self, ctx: FrameContext) -> list[float]:
         """The scene camera's focus distance at the frame each linked slice shows (class doc)."""
-        camera = ctx.scene.camera
-        if camera is None or camera.type != "CAMERA":
-            raise RefocusError(f"Focus Distances 'Camera' needs an active camera in scene '{ctx.scene.name}'")
+        camera, _ = active_camera(ctx.scene, ctx.depsgraph, "Focus Distances 'Camera'",
+                                  "choose another source of focus distances")
         if camera.data.dof.focus_object is not None:
             raise RefocusError(f"camera '{camera.name}' focuses on object '{camera.data.dof.focus_object.name}'; "
                                "Focus Distances 'Camera' reads a focus distance (clear Focus on Object)")

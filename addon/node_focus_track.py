@@ -7,7 +7,8 @@ from typing import Any
 import bpy
 from bpy.props import FloatVectorProperty, IntProperty
 
-from .nodes import FrameContext, RefocusNode, Socket, request_update
+from . import contract
+from .nodes import FrameContext, RefocusNode, request_update
 from .errors import RefocusError
 
 
@@ -18,9 +19,7 @@ class FocusTrackNode(RefocusNode):
     bl_label = "Focus Track"
     bl_icon = "TRACKER"
     op = "focus_track"
-    INPUTS = (Socket("Image", "color", "Image to track in, scene-linear"),
-              Socket("Depth", "value", "Planar depth, metres"))
-    OUTPUTS = (Socket("Focus Distance", "value", "Median depth inside the tracked box, metres"),)
+    INPUTS, OUTPUTS = contract.sockets(op)
 
     box: FloatVectorProperty(name="Box", size=4, default=(0.4, 0.4, 0.6, 0.6), min=0.0, max=1.0,
                              update=request_update,

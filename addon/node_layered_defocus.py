@@ -1,4 +1,4 @@
-"""Layered Defocus: shallow depth of field from an image and its depth (core.defocus)."""
+"""Layered Defocus: shallow depth of field from an image and its depth (core.pipelines.defocus)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, FloatProperty, FloatVectorProperty, IntProperty
 
-from .nodes import FrameContext, LensProperties, RefocusNode, Socket, request_update
+from . import contract
+from .nodes import FrameContext, LensProperties, RefocusNode, request_update
 
 
 class LayeredDefocusNode(LensProperties, RefocusNode):
@@ -17,13 +18,7 @@ class LayeredDefocusNode(LensProperties, RefocusNode):
     bl_label = "Layered Defocus"
     bl_icon = "CAMERA_DATA"
     op = "layered_defocus"
-    INPUTS = (
-        Socket("Image", "color", "All-in-focus image, scene-linear"),
-        Socket("Depth", "value", "Planar depth in metres (Blender's Z pass)"),
-        Socket("Focus Distance", "value", "When linked (e.g. from Focus Track), the focus distance in metres",
-               required=False),
-    )
-    OUTPUTS = (Socket("Image", "color", "Refocused image, scene-linear", passthrough="Image"),)
+    INPUTS, OUTPUTS = contract.sockets(op)
 
     use_focus_point: BoolProperty(name="Focus on Point", default=False, update=request_update,
                                   description="Focus on the depth found at a point of the frame instead")
@@ -37,8 +32,8 @@ class LayeredDefocusNode(LensProperties, RefocusNode):
                         description="Spacing of the depth layers in pixels of blur: lower is slower and smoother")
 
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
-        params: dict[str, Any] = {"lens": self.lens(ctx), "pixel_aspect": ctx.pixel_aspect, "k_max": self.k_max,
-                                  "step": self.step, "device": ctx.device}
+        params: dict[str, Any] = {**self.lens(ctx), "pixel_aspect": ctx.pixel_aspect, "k_max": self.k_max,
+                                  "step_px": self.step, "device": ctx.device}
         if self.use_focus_point:
             params["focus_point"] = [self.focus_point[0], 1.0 - self.focus_point[1]]  # worker: from the top
         return params

@@ -7,7 +7,8 @@ from typing import Any
 import bpy
 from bpy.props import FloatProperty
 
-from .nodes import FrameContext, RefocusNode, Socket, request_update
+from . import contract
+from .nodes import FrameContext, RefocusNode, request_update
 from .errors import RefocusError
 
 
@@ -18,8 +19,7 @@ class MonoDepthNode(RefocusNode):
     bl_label = "Mono Depth"
     bl_icon = "IMAGE_ZDEPTH"
     op = "mono_depth"
-    INPUTS = (Socket("Image", "color", "Image, scene-linear"),)
-    OUTPUTS = (Socket("Depth", "value", "Planar depth, metres (from the near and far distances)"),)
+    INPUTS, OUTPUTS = contract.sockets(op)
 
     near: FloatProperty(name="Near", default=1.0, min=0.01, unit="LENGTH", update=request_update,
                         description="Distance of the nearest point of the scene")

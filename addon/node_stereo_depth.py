@@ -7,8 +7,9 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from .errors import RefocusError
-from .nodes import FrameContext, RefocusNode, SensorProperties, Socket, request_update
+from .camera import active_camera
+from . import contract
+from .nodes import FrameContext, RefocusNode, SensorProperties, request_update
 
 METHODS = (("SGBM", "SGBM", "OpenCV semi-global matching with a left-right check and guided fill (CPU)"),
            ("LEARNED", "Learned", "The StereoNet-style network with the shipped weights (models/weights)"),
@@ -43,11 +44,7 @@ class StereoDepthNode(SensorProperties, RefocusNode):
     bl_label = "Stereo Depth"
     bl_icon = "CAMERA_STEREO"
     op = "stereo_depth"
-    INPUTS = (Socket("Left", "color", "Left view, scene-linear"),
-              Socket("Right", "color", "Right view, scene-linear, rectified with the left one, the same size"))
-    OUTPUTS = (Socket("Depth", "value", "Planar depth of the left view, metres (10 km at or beyond infinity)"),
-               Socket("Disparity", "value", "Disparity of the left view, pixels (x left - x right)"),
-               Socket("Confidence", "value", "How likely the disparity is right, 0 to 1"))
+    INPUTS, OUTPUTS = contract.sockets(op)
 
     method: EnumProperty(name="Method", items=METHODS, default="SGBM", update=request_update)
     max_disparity: IntProperty(name="Max Disparity", default=0, min=0, max=1024, update=request_update,
@@ -74,14 +71,14 @@ class StereoDepthNode(SensorProperties, RefocusNode):
         """Fields of ``core.stereo.StereoCamera`` for this frame."""
         if self.use_scene_camera:
             return scene_stereo_camera(ctx.scene, ctx.depsgraph)
-        return {"interocular_distance": self.baseline, "convergence_mode": self.convergence_mode,
-                "convergence_distance": self.convergence_distance, "pivot": self.pivot,
+        return {"interocular_distance_m": self.baseline, "convergence_mode": self.convergence_mode,
+                "convergence_distance_m": self.convergence_distance, "pivot": self.pivot,
                 "focal_length_mm": self.focal_length, "sensor_width_mm": self.sensor_width,
                 "sensor_height_mm": self.sensor_height, "sensor_fit": self.sensor_fit}
 
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
-        return {"method": self.method.lower(), "max_disparity": self.max_disparity or None,
-                "min_disparity": self.min_disparity, "camera": self.camera(ctx), "device": ctx.device}
+        return {"method": self.method.lower(), "max_disparity_px": self.max_disparity or None,
+                "min_disparity_px": self.min_disparity, **self.camera(ctx), "device": ctx.device}
 
     def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
         layout.prop(self, "method", text="")
@@ -109,16 +106,9 @@ def scene_stereo_camera(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) 
     every frame. Unlike a depth of field, stereo needs no switch on the camera: Blender renders a
     pair with these settings whenever the scene's Stereoscopy is on.
     """
-    camera = scene.camera
-    if camera is None:
-        raise RefocusError(f"scene '{scene.name}' has no active camera; add one or untick Use Scene Camera")
-    if camera.type != "CAMERA":
-        raise RefocusError(f"the active camera '{camera.name}' is not a camera object")
-    data = camera.evaluated_get(depsgraph).data
-    if data.type != "PERSP":
-        raise RefocusError(f"camera '{camera.name}' is {data.type.lower()}; stereo depth needs a perspective camera")
+    _, data = active_camera(scene, depsgraph, "stereo depth")
     stereo = data.stereo
-    return {"interocular_distance": stereo.interocular_distance, "convergence_mode": stereo.convergence_mode,
-            "convergence_distance": stereo.convergence_distance, "pivot": stereo.pivot,
+    return {"interocular_distance_m": stereo.interocular_distance, "convergence_mode": stereo.convergence_mode,
+            "convergence_distance_m": stereo.convergence_distance, "pivot": stereo.pivot,
             "focal_length_mm": data.lens, "sensor_width_mm": data.sensor_width,
             "sensor_height_mm": data.sensor_height, "sensor_fit": data.sensor_fit}

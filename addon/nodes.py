@@ -13,8 +13,9 @@ pixels as they are when it composites, while edits to a tree reach a render's ow
 at its next update. So a failing node shows its input's pixels (or magenta, when nothing is linked)
 in the same Image rather than switching to another branch.
 
-A node type declares its sockets (:class:`Socket`), the worker operation that computes it
-(``op``, see ``core/worker.py``) and the parameters it sends (:meth:`RefocusNode.parameters`).
+A node type names the worker operation that computes it (``op``, see ``core/worker/``); its
+sockets are that op's declared inputs and outputs (:func:`.contract.sockets`, keyed as core keys
+them), and :meth:`RefocusNode.parameters` sends the op's declared parameters.
 Nothing here computes pixels: the evaluator gathers the inputs, the worker computes, and the node
 only shows the result (:meth:`RefocusNode.show`) or an error (:meth:`RefocusNode.fail`), which also
 goes to the status bar and the render log: never a silent black frame.
@@ -23,44 +24,22 @@ goes to the status bar and the render log: never a silent black frame.
 from __future__ import annotations
 
 import contextlib
+import math
 import uuid
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import camera
+from . import camera, contract
+from .contract import Socket
 from .errors import RefocusError
 
 SOCKET_TYPES = {"color": "NodeSocketColor", "value": "NodeSocketFloat"}
 MISSING_COLOUR = (1.0, 0.0, 1.0, 1.0)  # what a failed node shows with nothing to pass through: loud, never black
 IMAGE_PREFIX = ".Refocus"
-
-
-@dataclass(frozen=True)
-class Socket:
-    """A node socket.
-
-    Attributes:
-        name: the socket's name; the worker sees it in snake case ("Focus Distance" -> focus_distance).
-        kind: ``color`` (RGBA image) or ``value`` (one channel: depth in metres, a distance).
-        description: tooltip.
-        required: inputs only; an unlinked required input is an error.
-        passthrough: outputs only; the input shown instead when the node has no valid result
-            (magenta for colours, zero for values when there is none).
-    """
-
-    name: str
-    kind: str
-    description: str = ""
-    required: bool = True
-    passthrough: str | None = None
-
-    @property
-    def key(self) -> str:
-        return self.name.lower().replace(" ", "_")
 
 
 @dataclass
@@ -97,10 +76,19 @@ def shared_copies() -> Iterator[None]:
         _share_inner_trees = previous
 
 
-def request_update(self: bpy.types.Node, context: bpy.types.Context) -> None:
-    from . import evaluator
+_on_change: Callable[[bpy.types.Scene | None], None] | None = None
 
-    evaluator.request_update(context.scene if context is not None else None)
+
+def on_change(hook: Callable[[bpy.types.Scene | None], None] | None) -> None:
+    """Set what a property edit or a relink calls (``interactive`` registers its update request),
+    so this module imports nothing that imports it."""
+    global _on_change
+    _on_change = hook
+
+
+def request_update(self: bpy.types.Node, context: bpy.types.Context) -> None:
+    if _on_change is not None:
+        _on_change(context.scene if context is not None else None)
 
 
 STATES = (
@@ -119,7 +107,7 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
     bl_width_min = 160
 
     op: ClassVar[str] = ""
-    INPUTS: ClassVar[tuple[Socket, ...]] = ()
+    INPUTS: ClassVar[tuple[Socket, ...]] = ()  # contract.sockets(op) in each node type
     OUTPUTS: ClassVar[tuple[Socket, ...]] = ()
 
     uid: StringProperty(name="ID", description="Identifies this node's results in the cache and its inner data")
@@ -130,6 +118,12 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
     @classmethod
     def poll(cls, node_tree: bpy.types.NodeTree) -> bool:
         return node_tree.bl_idname == "CompositorNodeTree"
+
+    @classmethod
+    def unavailable_reason(cls, served: set[str] | None = None) -> str:
+        """Why this node type cannot compute ('' if it can): its op is missing from the add-on's
+        core, or from the worker's (``served``)."""
+        return contract.unavailable_reason(cls.op, served)
 
     # -------------------------------------------------------------------------- life cycle
     def init(self, context: bpy.types.Context) -> None:
@@ -313,14 +307,13 @@ class LensProperties(SensorProperties):
                          description="Anamorphic aperture ratio")
 
     def lens(self, ctx: FrameContext) -> dict[str, Any]:
-        """Fields of ``core.optics.Lens`` for this frame."""
+        """The lens parameters of the ``layered_defocus`` op for this frame (core checks their ranges)."""
         if self.use_scene_camera:
             return camera.scene_lens(ctx.scene, ctx.depsgraph)
-        if self.blades in (1, 2):
-            raise RefocusError("blades must be 0 (a round aperture) or at least 3")
-        return {"focal_length_mm": self.focal_length, "f_stop": self.f_stop, "focus_distance": self.focus_distance,
+        return {"focal_length_mm": self.focal_length, "f_stop": self.f_stop, "focus_distance_m": self.focus_distance,
                 "sensor_width_mm": self.sensor_width, "sensor_height_mm": self.sensor_height,
-                "sensor_fit": self.sensor_fit, "blades": self.blades, "rotation": self.rotation, "ratio": self.ratio}
+                "sensor_fit": self.sensor_fit, "blades": self.blades, "rotation_deg": math.degrees(self.rotation),
+                "ratio": self.ratio}
 
     def draw_lens(self, layout: bpy.types.UILayout, focus: bool = True) -> None:
         layout.prop(self, "use_scene_camera")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty
 
-from . import evaluator
+from . import interactive
 
 
 class REFOCUS_OT_update(bpy.types.Operator):
@@ -17,7 +17,7 @@ class REFOCUS_OT_update(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        evaluator.request_update(context.scene, render_passes=True)
+        interactive.request_update(context.scene, render_passes=True)
         return {"FINISHED"}
 
 
@@ -29,7 +29,7 @@ class REFOCUS_OT_cancel(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        evaluator.cancel()
+        interactive.cancel()
         return {"FINISHED"}
 
 

@@ -1,6 +1,6 @@
 """The add-on's side of the worker: starts ``python -m core.worker`` and exchanges JSON lines with it.
 
-The worker (``core/worker.py``, which documents the protocol) runs in the project's Python
+The worker (``core/worker/protocol.py``, which documents the protocol) runs in the project's Python
 environment, so Blender's Python never imports torch and a long refocus never blocks Blender's
 interface: requests are sent and their answers collected without waiting (:meth:`WorkerClient.pump`,
 driven by a timer), or waited for when a render needs the result before it can composite
@@ -26,10 +26,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import contract
 from .errors import RefocusError
 from .preferences import repository_root, worker_python
 
-PROTOCOL = 1
+PROTOCOL = contract.protocol()  # core.contract.PROTOCOL_VERSION, shipped in op_specs.json
 START_TIMEOUT_S = 180.0  # the first import of torch after installation can take a minute
 STDERR_LINES = 40
 
@@ -265,3 +266,11 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
+
+def served_ops() -> set[str] | None:
+    """The ops the running worker serves (its ready message), or ``None`` before one has started."""
+    c = current_client()
+    if c is None or not c.info:
+        return None
+    return set(c.info.get("ops", ()))

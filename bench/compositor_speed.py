@@ -92,7 +92,7 @@ def run(out: Path, size: tuple[int, int], samples: int, repeats: int) -> dict[st
     links.new(layers.outputs["Image"], defocus.inputs["Image"])
     links.new(layers.outputs["Depth"], defocus.inputs["Z"])
 
-    evaluator = importlib.import_module(f"{demo.MODULE}.evaluator")
+    evaluator = importlib.import_module(f"{demo.MODULE}.frame_evaluation")
     times: dict[str, float] = {}
     route(refocus)
     times["Refocus, first frame (starts the worker)"] = _timed(render)

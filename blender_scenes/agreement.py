@@ -25,7 +25,7 @@ import bpy
 import numpy as np
 import torch
 
-from core.commands.common import image_to_tensor, map_to_tensor, tensor_to_image
+from core.tensors import image_to_tensor, map_to_tensor, tensor_to_image
 from core.defocus import refocus
 from core.metrics import display, psnr, ssim
 from core.optics import Lens

@@ -25,11 +25,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .commands import COMMANDS
+    from .commands import commands
 
     parser = OneLineParser(prog="refocus", description="Depth estimation and physically based refocusing.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for command in COMMANDS:
+    for command in commands():
         command.register(sub)
     return parser
 

@@ -206,10 +206,10 @@ def still(out: str) -> dict[str, Any]:
     tree.links.new(tree.nodes["Render Layers"].outputs["Image"], spare.inputs["Image"])
     tree.links.new(tree.nodes["Render Layers"].outputs["Depth"], spare.inputs["Depth"])
     first = _render_still(scene, out_dir / "still.exr")
-    evaluator = _addon("evaluator")
-    hits = evaluator.cache().hits
+    evaluation = _addon("frame_evaluation")
+    hits = evaluation.cache().hits
     second = _render_still(scene, out_dir / "still_again.exr")
-    result = {"still": first, "again": second, "cache_hits": evaluator.cache().hits - hits,
+    result = {"still": first, "again": second, "cache_hits": evaluation.cache().hits - hits,
               "nodes": _nodes(tree), "tree_after": scene.compositing_node_group.name,
               "leftovers": _leftovers(tree), "lens": _lens(scene)}
     result["passes"] = _reference_passes(scene, out_dir / "passes.exr")
@@ -336,7 +336,7 @@ def broken_worker(out: str, broken_python: str) -> dict[str, Any]:
     prefs.worker_python = ""
 
     # The interactive path: start an update, kill the worker while it computes, keep polling.
-    evaluator, worker_client = _addon("evaluator"), _addon("worker_client")
+    evaluator, worker_client = _addon("interactive"), _addon("worker_client")
     node = tree.nodes["Layered Defocus"]
     node.use_scene_camera, node.f_stop, node.focus_distance = False, 0.3, 6.0  # many layers: a long request
     updater = evaluator.start_update(scene, render_passes=True)
@@ -362,7 +362,7 @@ def interactive(out: str) -> dict[str, Any]:
     chained = tree.nodes.new("RefocusLayeredDefocusNode")
     tree.links.new(node.outputs["Image"], chained.inputs["Image"])
     tree.links.new(tree.nodes["Render Layers"].outputs["Depth"], chained.inputs["Depth"])
-    evaluator = _addon("evaluator")
+    evaluator = _addon("interactive")
 
     blocked = evaluator.start_update(scene, render_passes=False)  # Render Layers need a render first
     while blocked.tick():

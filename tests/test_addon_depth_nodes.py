@@ -24,8 +24,8 @@ from core.errors import InputError
 from core.focal_stack.slices import MAX_DEPTH_M
 from core.imageio import read_image, read_map, write_exr
 from core.optics import Lens
-from core.worker import Job
-from core.worker_ops_depth import focal_stack_depth_op
+from core.worker.ops import registry
+from core.worker.protocol import Job
 from depth_node_fixtures import (DEFOCUS_LENS, MAX_DISPARITY, STACK_SAMPLE, STEREO_SAMPLE, run_depth_session,
                                  sample)
 
@@ -213,8 +213,9 @@ def test_focal_stack_op_refuses_bad_input(tmp_path: Path, sizes: list[tuple[int,
         write_exr(path, {c: rng.random((h, w), dtype=np.float32) for c in "RGBA"})
         inputs[f"slice_{k}"] = {"path": str(path)}
     outputs = {name: str(tmp_path / f"{name}.npy") for name in ("depth", "all_in_focus", "confidence")}
-    job = Job(1, "focal_stack_depth", inputs, {"focus_distances": distances, "focal_length_mm": 50.0, "device": "cpu"},
-              outputs, send=lambda message: None)
+    params = {"focus_distances_m": distances, "focal_length_mm": 50.0, "device": "cpu"}
+    job = Job(1, "focal_stack_depth", inputs, params, outputs, send=lambda message: None)
+    op = registry()["focal_stack_depth"]
     with pytest.raises(InputError, match=re.escape(message)):
-        focal_stack_depth_op(job)
+        op.run(job, op.spec.parse(params))
     assert not any(Path(p).exists() for p in outputs.values())  # nothing written

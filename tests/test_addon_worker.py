@@ -19,10 +19,12 @@ from addon.cache import ResultCache, result_key
 from addon.errors import RefocusError
 from addon.worker_client import WorkerClient
 from core.defocus import refocus
+from core.contract import PROTOCOL_VERSION
 from core.imageio import write_exr
 from core.optics import Lens
 
-LENS = {"focal_length_mm": 50.0, "f_stop": 1.4, "focus_distance": 1.5}
+LENS = {"focal_length_mm": 50.0, "f_stop": 1.4, "focus_distance": 1.5}  # core.optics.Lens
+PARAMS = {"focal_length_mm": 50.0, "f_stop": 1.4, "focus_distance_m": 1.5}  # the op's parameters
 
 
 @pytest.fixture(scope="module")
@@ -50,43 +52,44 @@ def _core(image: np.ndarray, depth: np.ndarray, lens: Lens) -> np.ndarray:
 
 def test_ready_message_names_the_protocol_and_ops(client: WorkerClient) -> None:
     assert client.alive
-    assert client.info["protocol"] == 1
+    assert client.info["protocol"] == PROTOCOL_VERSION
+    assert set(client.info["specs"]) == set(client.info["ops"])
     assert "layered_defocus" in client.info["ops"]
     assert client.start_seconds > 0.0
 
 
 def test_layered_defocus_equals_core(client: WorkerClient, tmp_path: Path) -> None:
     inputs, image, depth = _inputs(tmp_path)
-    result = client.run("layered_defocus", inputs, {"lens": LENS}, {"image": str(tmp_path / "out.npy")})
+    result = client.run("layered_defocus", inputs, PARAMS, {"image": str(tmp_path / "out.npy")})
     out = np.load(result["outputs"]["image"]["path"])
     assert out.shape == image.shape
     np.testing.assert_allclose(out, _core(image, depth, Lens(**LENS)), atol=1e-6)
-    assert result["info"]["focus_distance"] == pytest.approx(1.5)
+    assert result["info"]["focus_distance_m"] == pytest.approx(1.5)
 
 
 def test_linked_focus_distance_and_focus_point_override_the_lens(client: WorkerClient, tmp_path: Path) -> None:
     inputs, image, depth = _inputs(tmp_path)
     write_exr(tmp_path / "focus.exr", {"V": np.full((3, 3), 3.0, np.float32)})
     linked = client.run("layered_defocus", {**inputs, "focus_distance": {"path": str(tmp_path / "focus.exr")}},
-                        {"lens": LENS}, {"image": str(tmp_path / "a.npy")})
-    picked = client.run("layered_defocus", inputs, {"lens": LENS, "focus_point": [0.9, 0.5]},
+                        PARAMS, {"image": str(tmp_path / "a.npy")})
+    picked = client.run("layered_defocus", inputs, {**PARAMS, "focus_point": [0.9, 0.5]},
                         {"image": str(tmp_path / "b.npy")})
     expected = _core(image, depth, Lens(**{**LENS, "focus_distance": 3.0}))
     for result in (linked, picked):
-        assert result["info"]["focus_distance"] == pytest.approx(3.0)
+        assert result["info"]["focus_distance_m"] == pytest.approx(3.0)
         np.testing.assert_allclose(np.load(result["outputs"]["image"]["path"]), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize("case, message", [
-    ("no_depth", "the depth input is not connected"),
-    ("small_depth", "depth is 28x20 but the image is 56x40"),
+    ("no_depth", "the Depth input is not connected"),
+    ("small_depth", "the image is 56x40 but the depth is 28x20"),
     ("negative_depth", "depth must be positive everywhere"),
-    ("zero_f_stop", "f-stop must be positive"),
+    ("zero_f_stop", "the f-stop must be above 0"),
 ])
 def test_bad_input_is_one_sentence_and_the_worker_keeps_serving(client: WorkerClient, tmp_path: Path,
                                                                 case: str, message: str) -> None:
     inputs, _, depth = _inputs(tmp_path)
-    lens = dict(LENS)
+    params = dict(PARAMS)
     if case == "no_depth":
         del inputs["depth"]
     elif case == "small_depth":
@@ -94,8 +97,8 @@ def test_bad_input_is_one_sentence_and_the_worker_keeps_serving(client: WorkerCl
     elif case == "negative_depth":
         write_exr(tmp_path / "depth.exr", {"V": -depth})
     else:
-        lens["f_stop"] = 0.0
-    request = client.submit("layered_defocus", inputs, {"lens": lens}, {"image": str(tmp_path / "out.npy")})
+        params["f_stop"] = 0.0
+    request = client.submit("layered_defocus", inputs, params, {"image": str(tmp_path / "out.npy")})
     client.wait(request)
     assert request.kind == "input"
     assert message in str(request.error)

@@ -93,6 +93,6 @@ def test_empty_and_blank_images_are_refused(tmp_path, capsys, pair):
 def test_bad_settings_are_refused(tmp_path, capsys, pair):
     _bad(tmp_path, capsys, ["--left", pair[0], "--right", pair[1], "--max-disparity", 0], "must be positive")
     _bad(tmp_path, capsys, ["--left", pair[0], "--right", pair[1], "--depth", tmp_path / "z.pfm"],
-         "--depth needs --baseline")
+         "depth needs the baseline")
     _bad(tmp_path, capsys, ["--left", pair[0], "--right", pair[1], "--confidence", tmp_path / "c.png"],
          "unknown confidence output extension")

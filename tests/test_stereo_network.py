@@ -258,8 +258,8 @@ def test_worker_names_the_missing_weights_file(tmp_path, monkeypatch, refined, n
     import core.stereo.learned as learned
     import core.weights
     from core.errors import InputError
-    from core.worker_ops_depth import _weights
+    from core.pipelines.networks import weights_path
 
     monkeypatch.setattr(core.weights, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(InputError, match=f"needs {re.escape(str(tmp_path / name))}.*which is missing"):
-        _weights(learned, refined)
+        weights_path(learned, refined=refined)

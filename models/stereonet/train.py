@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.cli import EXIT_BAD_INPUT
-from core.commands.common import pick_device
+from core.devices import pick_device
 from core.errors import InputError, check
 from core.progress import ProgressBar
 from core.stereo.learned import save_model

@@ -1,0 +1,187 @@
+"""Focal Stack Depth: depth, an all-in-focus image and confidence from a focal stack or a sweep.
+
+The one pipeline behind ``python -m core focal-stack-depth``, the worker's ``focal_stack_depth``
+op and the Focal Stack Depth node. Slices are aligned first (focus breathing undone from the focal
+length and focus distances, then a translation, affine or homography refinement for hand-held
+stacks), then read by the classical focus measures or the learned FocalStackNet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+
+import numpy as np
+
+from ..contract import Input, OpSpec, Output, check_range, param
+from ..errors import check
+from . import ProgressFn, Result
+from .checks import check_device, check_sensor
+
+if TYPE_CHECKING:
+    import torch
+
+MAX_SLICES = 8  # the node's Slice sockets; the command line takes any number
+MAX_WINDOW_PX = 255
+
+
+@dataclass(frozen=True)
+class FocalStackDepthParams:
+    """The stack's focus distances and camera, the method and the alignment."""
+
+    focus_distances_m: tuple[float, ...] | None = param(
+        None, unit="m", help="focus distance of each slice (inf for infinity); without them depth is a "
+                             "fractional slice index (classical method only)")
+    focal_length_mm: float | None = param(None, unit="mm", help="lens focal length: enables the focus-breathing "
+                                                                "correction")
+    f_stop: float | None = param(None, help="aperture f-number (reports how well the stack resolves depth)")
+    sensor_width_mm: float = param(36.0, unit="mm", help="sensor width")
+    method: Literal["classical", "learned"] = param("classical", help="classical (focus measures) or learned "
+                                                                      "(FocalStackNet)")
+    weights: str | None = param(None, help="FocalStackNet weights for the learned method (default: the shipped ones)")
+    align: Literal["auto", "none", "breathing", "translation", "affine", "homography"] = param(
+        "auto", help="alignment: auto = breathing + translation with the focal length, none without; "
+                     "affine/homography for hand-held stacks")
+    measure: Literal["modified-laplacian", "variance-of-laplacian", "tenengrad"] = param(
+        "modified-laplacian", help="focus measure of the classical method")
+    window_px: int = param(9, unit="px", help=f"focus-measure window, 1 to {MAX_WINDOW_PX}")
+    frames_window: int | None = param(None, help="video: use frames within K of each frame (default: its whole "
+                                                 "focus ramp)")
+    device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
+
+    def __post_init__(self) -> None:
+        from ..contract import check_finite
+
+        check(1 <= self.window_px <= MAX_WINDOW_PX, f"the focus-measure window must be 1 to {MAX_WINDOW_PX} "
+                                                    f"pixels, got {self.window_px}")
+        check_sensor(self.focal_length_mm, self.sensor_width_mm, None)
+        check_range("the f-stop", self.f_stop, 0.0, 1000.0, low_open=True)
+        check(self.frames_window is None or self.frames_window >= 1,
+              f"the frames window must be at least 1, got {self.frames_window}")
+        check(self.method == "learned" or self.weights is None, "weights are for the learned method")
+        if self.focus_distances_m is not None:
+            for d in self.focus_distances_m:
+                check(d == d, "focus distances must be numbers, got NaN")
+                check(d > 0, f"focus distances must be positive, got {d:g} m")
+                check(d == float("inf") or d < 1e7, f"a focus distance of {d:g} m is not a distance")
+        check(self.focus_distances_m is not None or self.method == "classical",
+              "the learned method needs focus distances")
+        check(self.align != "breathing" or (self.focal_length_mm is not None and self.focus_distances_m is not None),
+              "breathing alignment needs the focal length and focus distances")
+        check_finite("the focal length", self.focal_length_mm)
+        check_device(self.device)
+
+    def distances(self, count: int) -> list[float] | None:
+        """The focus distances checked against ``count`` slices (one each, no two alike)."""
+        from ..focal_stack.slices import check_focus_distances
+
+        if self.focus_distances_m is None:
+            return None
+        return check_focus_distances(list(self.focus_distances_m), count).tolist()
+
+
+SPEC = OpSpec(
+    name="focal_stack_depth", title="Focal Stack Depth", params_type=FocalStackDepthParams,
+    inputs=(Input("slice", "Slice", "color", "One slice of the focal stack, scene-linear", required=False,
+                  repeat=MAX_SLICES),),
+    outputs=(Output("depth", "Depth", "value", "Planar depth, metres"),
+             Output("all_in_focus", "All in Focus", "color", "All-in-focus image, scene-linear", passthrough="slice_1"),
+             Output("confidence", "Confidence", "value", "How clearly one slice is sharpest, 0 to 1")),
+)
+
+
+def stack_tensor(slices: Sequence[np.ndarray], method: str, device: "torch.device") -> "torch.Tensor":
+    """(N, C, H, W) from (H, W, C) slices of one size: colour slices keep RGB (alpha out), grey ones
+    their one channel (repeated for the network, which reads colour)."""
+    import torch
+
+    check(len(slices) >= 2, f"a focal stack needs at least 2 slices, got {len(slices)}")
+    first = slices[0]
+    for k, s in enumerate(slices[1:], 2):
+        check(s.shape[:2] == first.shape[:2], f"Slice {k} is {s.shape[1]}x{s.shape[0]} but Slice 1 is "
+                                              f"{first.shape[1]}x{first.shape[0]}")
+    channels = min(min(s.shape[2] for s in slices), 3)
+    stack = torch.stack([torch.from_numpy(np.ascontiguousarray(s[..., :channels].transpose(2, 0, 1),
+                                                               dtype=np.float32)) for s in slices]).to(device)
+    return stack.expand(-1, 3, -1, -1) if channels == 1 and method == "learned" else stack
+
+
+def align(stack: "torch.Tensor", distances: list[float] | None, params: FocalStackDepthParams) -> "torch.Tensor":
+    """The stack aligned as ``params.align`` says (see the module docstring)."""
+    from ..focal_stack.alignment import align_stack
+
+    mode = params.align
+    if mode == "auto":
+        mode = "translation" if params.focal_length_mm and distances else "none"
+    if mode == "none":
+        return stack
+    breathing = params.focal_length_mm is not None and distances is not None
+    return align_stack(stack, distances if breathing else None, params.focal_length_mm if breathing else None,
+                       refine=None if mode == "breathing" else mode).images
+
+
+def estimate(stack: "torch.Tensor", distances: list[float] | None, params: FocalStackDepthParams,
+             device: "torch.device"):  # -> core.focal_stack.depth_from_focus.FocusResult
+    """Depth, all-in-focus and confidence of an aligned (N, C, H, W) stack."""
+    import torch
+
+    from ..focal_stack.depth_from_focus import depth_from_focus
+
+    with torch.no_grad():
+        if params.method == "learned":
+            from ..focal_stack import learned
+            from .networks import network
+
+            return learned.learned_depth(stack, distances, network(learned, device, params.weights))
+        return depth_from_focus(stack, distances, measure=params.measure, window=params.window_px)
+
+
+def _result(focus, distances: list[float] | None, device: "torch.device") -> Result:
+    from ..tensors import tensor_to_image
+
+    return Result({"depth": tensor_to_image(focus.depth), "all_in_focus": tensor_to_image(focus.all_in_focus),
+                   "confidence": tensor_to_image(focus.confidence)},
+                  {"depth_unit": "m" if distances is not None else "slice index", "focus_distances_m": distances,
+                   "device": str(device)})
+
+
+def run(slices: Sequence[np.ndarray], params: FocalStackDepthParams, progress: ProgressFn | None = None) -> Result:
+    """Depth from a focal stack: ``slices`` (H, W, C) scene-linear, in any order of focus.
+
+    Returns ``outputs``: ``depth`` (H, W, 1) planar metres (a fractional slice index without focus
+    distances), ``all_in_focus`` (H, W, C<=3) scene-linear, ``confidence`` (H, W, 1) in [0, 1].
+    """
+    from ..devices import pick_device
+
+    step = progress or (lambda done, total: None)
+    device = pick_device(params.device)
+    distances = params.distances(len(slices))
+    stack = stack_tensor(slices, params.method, device)
+    step(1, 4)
+    stack = align(stack, distances, params)
+    step(2, 4)
+    focus = estimate(stack, distances, params, device)
+    step(3, 4)
+    result = _result(focus, distances, device)
+    step(4, 4)
+    return result
+
+
+def run_video(frames: Sequence[np.ndarray], focus_distances_m: Sequence[float], params: FocalStackDepthParams,
+              which: Sequence[int]) -> Iterator[tuple[int, Result]]:
+    """Depth of each frame ``which`` of a focus-sweep video: ``frames`` (H, W, 3) scene-linear, one
+    focus distance (metres) per frame. Each frame's stack gathers its focus ramp (or the frames
+    within ``params.frames_window``), aligned to it."""
+    from ..devices import pick_device
+    from ..focal_stack.video import focal_stacks
+
+    check(len(focus_distances_m) == len(frames), f"got {len(focus_distances_m)} focus distance(s) for a "
+                                                 f"{len(frames)}-frame video; give one per frame")
+    device = pick_device(params.device)
+    refine = None if params.align in ("none", "breathing") else ("translation" if params.align == "auto"
+                                                                 else params.align)
+    focal = params.focal_length_mm if params.align != "none" else None
+    for fs in focal_stacks(frames, list(focus_distances_m), window=params.frames_window, focal_length_mm=focal,
+                           refine=refine, which=which, device=device):
+        yield fs.frame, _result(estimate(fs.alignment.images, fs.focus_distances, params, device),
+                                fs.focus_distances, device)
