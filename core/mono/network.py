@@ -52,12 +52,12 @@ class MonoDepthConfig:
     ``head``: channels of the two heads' hidden layers.
     """
 
-    widths: tuple[int, ...] = (24, 32, 64, 112, 160)
-    blocks: tuple[int, ...] = (2, 3, 3, 2)
+    widths: tuple[int, ...] = (16, 24, 48, 96, 144)
+    blocks: tuple[int, ...] = (1, 2, 2, 2)
     expand: int = 4
-    pool_channels: int = 40
-    decoder: tuple[int, ...] = (112, 80, 48, 32, 24)
-    head: int = 24
+    pool_channels: int = 32
+    decoder: tuple[int, ...] = (96, 64, 40, 24, 16)
+    head: int = 16
 
     def __post_init__(self) -> None:
         check(len(self.widths) == 5, f"MonoDepthConfig.widths needs 5 entries, got {len(self.widths)}")
@@ -68,7 +68,7 @@ class MonoDepthConfig:
 
     @classmethod
     def named(cls, name: str) -> "MonoDepthConfig":
-        """``default`` (about 0.8 M parameters, 3 MB) or ``tiny`` (for CI: trains in a minute on a CPU)."""
+        """``default`` (about 0.5 M parameters, 2 MB) or ``tiny`` (for CI: trains in a minute on a CPU)."""
         check(name in CONFIGS, f"unknown Mono Depth configuration '{name}' (choose from {', '.join(CONFIGS)})")
         return CONFIGS[name]
 
