@@ -9,8 +9,17 @@ Two ways in, one code path, the same files out::
 of it, so N machines (or a Slurm/Ray array) each run one shard into a shared folder, or into
 their own folders merged afterwards (``python -m blender_scenes.validate DIR --reindex``).
 Running the same command again skips every finished sample: a killed run resumes where it
-stopped. See :mod:`blender_scenes.dataset_io` for the layout and :mod:`dataset_samples` for what
-each kind holds.
+stopped. Any number of runs may share one folder at once (a Slurm requeue while the old task still
+runs, a second user): each claims a sample before rendering it and skips samples another live run
+holds, so none is rendered twice or overwritten (see :mod:`blender_scenes.dataset_io`).
+
+On a Ray cluster, one command renders it all, each shard a Ray task running one short process
+(see :mod:`blender_scenes.ray_runner`)::
+
+    python -m blender_scenes.generate --kind defocusnet --count 10000 --out /shared/fod --ray HEAD:6379
+
+See :mod:`blender_scenes.dataset_io` for the layout and :mod:`dataset_samples` for what each kind
+holds.
 """
 
 from __future__ import annotations
@@ -40,7 +49,8 @@ from core.progress import ProgressBar  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="generate", description="Render a Refocus dataset with Cycles (see blender_scenes/generate.py).")
+    p = OneLineParser(prog="generate", description="Render a Refocus dataset with Cycles (see blender_scenes/generate.py).",
+                      allow_abbrev=False)  # --ray passes every option it does not know to the shards as given
     p.add_argument("--kind", required=True, choices=io.KINDS)
     p.add_argument("--count", required=True, type=int, help="samples in the whole dataset (all shards)")
     p.add_argument("--out", required=True, help="dataset folder (created; resumed if it exists)")
@@ -70,7 +80,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ramps", type=int, default=2, help="sweep: focus ramps per video (default 2)")
     p.add_argument("--no-preview", action="store_true", help="do not write preview.png")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = p.add_argument_group("many processes and machines")
+    c.add_argument("--claim-timeout", type=float, default=io.CLAIM_TIMEOUT_S, metavar="S",
+                   help="break another host's claim on a sample when it was not refreshed for S seconds "
+                        f"(default {io.CLAIM_TIMEOUT_S:g}; a dead process on this host is noticed at once)")
+    c.add_argument("--no-manifest", action="store_true", help="leave manifest.json to the caller (a Ray driver)")
+    c.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="render the shards as Ray tasks, each one short generator process; ADDRESS of a running "
+                        "cluster (HOST:6379, auto), or none to start a local one (see blender_scenes/ray_runner.py)")
+    c.add_argument("--ray-shards", type=int, default=None, metavar="N", help="with --ray: shards (default: one per "
+                   "--shard-size samples)")
+    c.add_argument("--shard-size", type=int, default=25, help="with --ray: samples per shard, i.e. per Blender "
+                   "process (default 25)")
+    c.add_argument("--ray-cpus", type=int, default=None, help="with --ray and no ADDRESS: CPUs of the local cluster "
+                   "(default all)")
+    c.add_argument("--ray-repo", default=None, help="with --ray: the repository's path on the worker nodes "
+                   "(default this one's)")
+    c.add_argument("--retries", type=int, default=2, help="with --ray: times a failed shard is tried again (default 2)")
     return p
+
+
+# Options of the driver only: a Ray shard's process gets every other argument as given.
+_DRIVER_OPTIONS = {"--ray": "?", "--ray-shards": 1, "--shard-size": 1, "--ray-cpus": 1, "--ray-repo": 1,
+                   "--retries": 1, "--out": 1, "--shard": 1, "--threads": 1, "--quiet": 0, "--no-preview": 0,
+                   "--no-manifest": 0}
+
+
+def shard_arguments(argv: Sequence[str]) -> list[str]:
+    """``argv`` without the driver's own options (what every Ray shard is started with)."""
+    out, i = [], 0
+    while i < len(argv):
+        name = argv[i].split("=", 1)[0]
+        takes = _DRIVER_OPTIONS.get(name)
+        if takes is None:
+            out.append(argv[i])
+        elif "=" not in argv[i]:
+            if takes == 1 or (takes == "?" and i + 1 < len(argv) and not argv[i + 1].startswith("-")):
+                i += 1
+        i += 1
+    return out
+
+
+def describe(kind: str, count: int, seed: int, split: str, options: Options) -> dict:
+    """dataset.json's content."""
+    return {"format": io.FORMAT_VERSION, "kind": kind, "split": split, "count": count, "seed": seed,
+            "options": options.describe(kind)}
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -128,9 +182,7 @@ def generate(kind: str, count: int, out: Path, seed: int = 0, shard: tuple[int, 
     driver writes it once).
     """
     io.check_kind_split(kind, split)
-    description = {"format": io.FORMAT_VERSION, "kind": kind, "split": split, "count": count, "seed": seed,
-                   "options": options.describe(kind)}
-    io.open_dataset(out, description)
+    io.open_dataset(out, describe(kind, count, seed, split, options))
     io.sweep(out, claim_timeout_s)
     todo = [i for i in io.shard_indices(count, shard) if not io.is_complete(out, i)]
     bar = ProgressBar(f"{kind} {shard[0]}/{shard[1]}", unit=" samples", enabled=progress)
@@ -169,13 +221,43 @@ def generate(kind: str, count: int, out: Path, seed: int = 0, shard: tuple[int, 
     return rendered
 
 
+def finish(out: Path, preview: bool = True) -> dict:
+    """Write the manifest (and preview) of what ``out`` holds now; the manifest."""
+    return io.write_manifest(out, then=(lambda m: write_preview(out) if m["complete"] else None) if preview else None)
+
+
+def run_on_ray(args: argparse.Namespace, argv: Sequence[str], options: Options) -> int:
+    from blender_scenes import ray_runner
+
+    check(args.shard.strip() == "0/1", "--ray splits the dataset itself; leave out --shard (it is for Slurm arrays)")
+    check(args.shard_size >= 1, f"--shard-size must be at least 1, got {args.shard_size}")
+    io.check_kind_split(args.kind, args.split)
+    figures = ray_runner.run(shard_arguments(argv), args.kind, args.count, Path(args.out),
+                             describe(args.kind, args.count, args.seed, args.split, options),
+                             address=args.ray or None, shards=args.ray_shards, shard_size=args.shard_size,
+                             threads=max(args.threads, 1), retries=args.retries, num_cpus=args.ray_cpus,
+                             repo=Path(args.ray_repo) if args.ray_repo else ray_runner.REPO,
+                             progress=not args.quiet, finish=lambda out: finish(out, not args.no_preview))
+    if not args.quiet:
+        sys.stderr.write(f"{args.kind}: ray rendered {figures['rendered']} samples in {figures['seconds']:.1f} s "
+                         f"({figures['samples_per_s']:.2f} samples/s) as {figures['shards']} shards on "
+                         f"{len(figures['nodes'])} node(s), {figures['retried']} retried; "
+                         f"{figures['complete']}/{args.count} complete in {args.out}\n")
+    return 1 if figures["failed"] else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
     args = build_parser().parse_args(argv)
     try:
+        options = options_from(args)
+        if args.ray is not None:
+            return run_on_ray(args, argv, options)
+        check(args.claim_timeout > 0, f"--claim-timeout must be positive, got {args.claim_timeout}")
         generate(args.kind, args.count, Path(args.out), args.seed, io.parse_shard(args.shard), args.split,
-                 options_from(args), progress=not args.quiet, preview=not args.no_preview)
+                 options, progress=not args.quiet, preview=not args.no_preview, claim_timeout_s=args.claim_timeout,
+                 manifest=not args.no_manifest)
     except InputError as exc:
         sys.stderr.write(f"generate: error: {exc}\n")
         return EXIT_BAD_INPUT
