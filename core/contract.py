@@ -95,6 +95,7 @@ class OpSpec:
     params_type: type
     inputs: tuple[Input, ...] = ()
     outputs: tuple[Output, ...] = ()
+    command: str = ""  # its ``python -m core`` subcommand (none for the worker's test op)
 
     @property
     def params(self) -> tuple[Param, ...]:
@@ -126,7 +127,7 @@ class OpSpec:
                 check(i.key in given, f"the {i.label} input is not connected")
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title,
+        return {"name": self.name, "title": self.title, "command": self.command,
                 "inputs": [dataclasses.asdict(i) for i in self.inputs],
                 "outputs": [dataclasses.asdict(o) for o in self.outputs],
                 "params": [dataclasses.asdict(p) for p in self.params]}

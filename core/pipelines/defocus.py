@@ -83,7 +83,7 @@ class LayeredDefocusParams:
 
 
 SPEC = OpSpec(
-    name="layered_defocus", title="Layered Defocus", params_type=LayeredDefocusParams,
+    name="layered_defocus", title="Layered Defocus", params_type=LayeredDefocusParams, command="defocus",
     inputs=(Input("image", "Image", "color", "All-in-focus image, scene-linear"),
             Input("depth", "Depth", "value", "Planar depth, metres (the Z pass)"),
             Input("focus_distance", "Focus Distance", "value",

@@ -82,6 +82,7 @@ class FocalStackDepthParams:
 
 SPEC = OpSpec(
     name="focal_stack_depth", title="Focal Stack Depth", params_type=FocalStackDepthParams,
+    command="focal-stack-depth",
     inputs=(Input("slice", "Slice", "color", "One slice of the focal stack, scene-linear", required=False,
                   repeat=MAX_SLICES),),
     outputs=(Output("depth", "Depth", "value", "Planar depth, metres"),

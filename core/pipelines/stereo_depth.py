@@ -77,7 +77,7 @@ class StereoDepthParams:
 
 
 SPEC = OpSpec(
-    name="stereo_depth", title="Stereo Depth", params_type=StereoDepthParams,
+    name="stereo_depth", title="Stereo Depth", params_type=StereoDepthParams, command="stereo-depth",
     inputs=(Input("left", "Left", "color", "Left view, scene-linear"),
             Input("right", "Right", "color", "Right view, scene-linear, rectified with the left one, the same size")),
     outputs=(Output("depth", "Depth", "value", "Planar depth of the left view, metres (10 km at or beyond infinity)"),
