@@ -13,7 +13,8 @@ Surfaces carry photographs that scikit-image ships (tiled over UVs, tinted when 
 quarter of them, the project's procedural patterns. The test split holds out its own photographs
 (:data:`TEST_PHOTOS`) and draws the layouts in other proportions (:data:`LAYOUT_WEIGHTS`). Cameras
 are 18-135 mm full-frame equivalents (log-uniform), at a random height, tilt, yaw and roll; lights
-are a sun, lamps or both, with a world of random colour and strength.
+are a sun, lamps or both, with a world of random colour and strength. A sky box that only camera
+rays see (glowing with the world's colour, :data:`SKY_M` from the camera) gives every pixel a depth.
 
 Files per sample: ``image.exr`` (RGB, scene-linear half float; the network takes it sRGB-encoded),
 ``depth.exr`` (Z, planar metres, float32) and ``mask.exr`` (channel Y, 1 on objects, 0 on the
@@ -47,6 +48,7 @@ TEST_PHOTOS = ("coffee", "chelsea", "rocket", "gravel")
 PROCEDURAL = ("checker", "noise", "brick")  # voronoi shades four times slower (see dataset_scenes.backdrop)
 PRIMITIVES = ("cube", "sphere", "cylinder", "cone", "torus", "ico_sphere")
 FOREGROUND_INDEX = 1  # Cycles pass_index of foreground objects; structure stays 0
+SKY_M = 480.0  # half-size of the sky box: its corners (831 m) stay inside the camera's 1000 m clip
 _TEXTURE_SIDE = 256  # photographs are reduced to this many pixels on their long side
 
 
@@ -246,7 +248,7 @@ def tabletop_scene(rng: np.random.Generator, photos: tuple[str, ...], lens: Lens
         x = _u(rng, -0.4, 0.4) * tw
         y = ty + _u(rng, -0.4, 0.4) * td
         solids.append(_resting(rng, f"Object.{i:03d}", x, y, top_z, extent, photos))
-    for i in range(int(rng.integers(0, 3))):  # furniture on the floor around the table
+    for i in range(int(rng.integers(0, 3)) if ty + td < depth else 0):  # furniture on the floor behind the table
         extent = _u(rng, 0.3, 1.0)
         solids.append(_resting(rng, f"Floor.{i:03d}", _u(rng, -0.45, 0.45) * width, _u(rng, ty + td, depth),
                                0.0, extent, photos))
@@ -382,7 +384,22 @@ def build(spec: MonoScene, width: int, height: int, samples: int, denoise: bool,
         if solid.surface.photo is not None:
             obj.data.materials[0] = _photo_material(solid.surface, f"{solid.name}.photo")
         obj.pass_index = FOREGROUND_INDEX if solid.foreground else 0
+    _add_sky(scene, spec)
     return scene
+
+
+def _add_sky(scene: bpy.types.Scene, spec: MonoScene) -> None:
+    """A box of half-size :data:`SKY_M` around the camera that only camera rays see, glowing with the
+    world's colour: every pixel gets a finite depth (a grazing wall or an upward camera would
+    otherwise look past the geometry), while the lighting stays the world's and the sun's."""
+    x, y, z = spec.pose.location
+    emission = bs.Material(bs.Texture("flat", (0.0, 0.0, 0.0)), roughness=1.0, emission=spec.world_strength,
+                           emission_colour=spec.world)
+    sky = bs.add_primitive(scene, bs.Primitive("cube", (x, y, z), (2 * SKY_M,) * 3, material=emission, smooth=False),
+                           "Sky")
+    sky.visible_diffuse = sky.visible_glossy = sky.visible_transmission = False
+    sky.visible_shadow = sky.visible_volume_scatter = False
+    sky.pass_index = 0
 
 
 def render_mono_scene(spec: MonoScene, width: int, height: int, samples: int, denoise: bool, bounces: int,
