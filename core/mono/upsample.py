@@ -48,7 +48,7 @@ def guided_upsample(inverse_depth: torch.Tensor, image: torch.Tensor, radius: in
             depth edges).
 
     Returns:
-        (B, 1, H, W) map, clipped to the input's range.
+        (B, 1, H, W) map, clipped to the input's range (the input itself when the sizes match).
     """
     check(inverse_depth.dim() == 4 and inverse_depth.shape[1] == 1,
           f"inverse depth must be (B, 1, h, w), got {tuple(inverse_depth.shape)}")
@@ -56,12 +56,12 @@ def guided_upsample(inverse_depth: torch.Tensor, image: torch.Tensor, radius: in
     check(image.shape[0] == inverse_depth.shape[0], f"guide has batch {image.shape[0]}, "
                                                     f"the map {inverse_depth.shape[0]}")
     low, high = tuple(inverse_depth.shape[-2:]), tuple(image.shape[-2:])
+    if low == high:  # nothing to upsample: the prediction's own edges stand
+        return inverse_depth
     guide = luminance(image.to(inverse_depth.dtype))
-    guide_low = F.interpolate(guide, size=low, mode="area") if low != high else guide
-    a, b = guided_filter_coefficients(guide_low, inverse_depth, radius, eps)
-    if low != high:
-        a = F.interpolate(a, size=high, mode="bilinear", align_corners=False)
-        b = F.interpolate(b, size=high, mode="bilinear", align_corners=False)
+    a, b = guided_filter_coefficients(F.interpolate(guide, size=low, mode="area"), inverse_depth, radius, eps)
+    a = F.interpolate(a, size=high, mode="bilinear", align_corners=False)
+    b = F.interpolate(b, size=high, mode="bilinear", align_corners=False)
     lo = inverse_depth.flatten(1).min(dim=1).values.view(-1, 1, 1, 1)
     hi = inverse_depth.flatten(1).max(dim=1).values.view(-1, 1, 1, 1)
     return torch.minimum(torch.maximum(a * guide + b, lo), hi)
