@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .tracker import Box
@@ -97,6 +98,39 @@ def surface_modes(log_depth: np.ndarray, weights: np.ndarray, bin_width: float, 
     return modes
 
 
+def locate_by_depth(depth: np.ndarray, box: Box, distance_m: float, tolerance: float = 0.08,
+                    reach: float = 1.0, min_cover: float = 0.3) -> Box | None:
+    """Where a box of ``box``'s size best covers pixels at ``distance_m``, near ``box``.
+
+    For a subject the appearance check has lost while it is partly hidden: its visible part still
+    stands at the distance it should have. Pixels within ``tolerance`` (log depth) of ``distance_m``
+    in a window ``reach`` box sizes around ``box`` are counted under every placement of the box;
+    of the placements covering at least 80 % of the best (and at least ``min_cover`` of the box),
+    the one nearest ``box`` wins. ``None`` when nothing there is at that distance.
+    """
+    h, w = depth.shape
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    if bw < 2 or bh < 2:
+        return None
+    sx0, sy0 = int(max(box[0] - reach * bw, 0)), int(max(box[1] - reach * bh, 0))
+    sx1, sy1 = int(min(box[2] + reach * bw, w)), int(min(box[3] + reach * bh, h))
+    if sx1 - sx0 < 2 or sy1 - sy0 < 2:
+        return None
+    window = depth[sy0:sy1, sx0:sx1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        near = (np.abs(np.log(np.maximum(window, 1e-6)) - math.log(distance_m)) < tolerance).astype(np.float32)
+    kw, kh = max(int(round(bw)), 1), max(int(round(bh)), 1)
+    cover = cv2.boxFilter(near, -1, (kw, kh), normalize=True, borderType=cv2.BORDER_CONSTANT)
+    best = float(cover.max())
+    if best < min_cover:
+        return None
+    ys, xs = np.nonzero(cover >= 0.8 * best)
+    cx, cy = 0.5 * (box[0] + box[2]) - sx0, 0.5 * (box[1] + box[3]) - sy0
+    k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+    x, y = sx0 + xs[k] + 0.5, sy0 + ys[k] + 0.5
+    return (x - 0.5 * bw, y - 0.5 * bh, x + 0.5 * bw, y + 0.5 * bh)
+
+
 class FocusSampler:
     """Focus distance per frame from the depth inside a box; call :meth:`sample` frame by frame.
 
@@ -111,7 +145,7 @@ class FocusSampler:
     """
 
     def __init__(self, bin_width: float = 0.03, min_share: float = 0.1, edge_jump: float = 0.1,
-                 max_jump: float = 0.15, jump_growth: float = 0.05, centre_weight: float = 0.35) -> None:
+                 max_jump: float = 0.15, jump_growth: float = 0.03, centre_weight: float = 0.35) -> None:
         self.bin_width, self.min_share, self.edge_jump = bin_width, min_share, edge_jump
         self.max_jump, self.jump_growth, self.centre_weight = max_jump, jump_growth, centre_weight
         self._last: float | None = None  # last good distance, metres
@@ -128,6 +162,11 @@ class FocusSampler:
         if self._last is None:
             return None
         return self._last * math.exp(self._rate * (self._held + 1))
+
+    @property
+    def held_for(self) -> int:
+        """Frames held since the last good one."""
+        return self._held
 
     def finds_subject(self, depth: np.ndarray, box: Box) -> bool:
         """Whether the box holds a surface at the predicted distance (state unchanged)."""

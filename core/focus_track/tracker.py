@@ -118,13 +118,15 @@ class BoxTracker:
         search_growth: the search window's half-size grows by this many box sizes per lost frame.
         template_rate: how fast the reference template follows a slowly changing appearance
             (0: never, 1: replaced every good frame).
+        update_ncc: the template learns only from frames this close to it, so that an occluder
+            sliding in over several frames does not become the template.
     """
 
     def __init__(self, method: Method = "csrt", loss_ncc: float = 0.5, redetect_ncc: float = 0.6,
-                 search_growth: float = 0.5, template_rate: float = 0.3) -> None:
+                 search_growth: float = 0.5, template_rate: float = 0.3, update_ncc: float = 0.75) -> None:
         self.method = method
         self.loss_ncc, self.redetect_ncc = loss_ncc, redetect_ncc
-        self.search_growth, self.template_rate = search_growth, template_rate
+        self.search_growth, self.template_rate, self.update_ncc = search_growth, template_rate, update_ncc
         self._tracker: cv2.Tracker | None = None
         self._template: np.ndarray | None = None  # (TEMPLATE_SIZE, TEMPLATE_SIZE) float32
         self._template_pixels: np.ndarray | None = None  # the last good patch at its own size, for the search
@@ -143,6 +145,24 @@ class BoxTracker:
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         self._remember(grey, self._box, replace=True)
         return TrackState(self._box, "init", 1.0)
+
+    def mark_lost(self) -> None:
+        """The caller knows better (the box's depth is not the subject's): treat this frame as lost,
+        so that the next update coasts from the last good box and searches for the template."""
+        self._lost_for = max(self._lost_for, 1)
+
+    @property
+    def lost_for(self) -> int:
+        """Frames lost in a row (0 while tracking)."""
+        return self._lost_for
+
+    def restart(self, frame: np.ndarray, box: Box) -> TrackState:
+        """Take the subject back at ``box`` (found by other means, e.g. its depth): the filter
+        starts there; the template is kept (the subject may still be partly hidden)."""
+        w, h = self._size
+        self._init_filter(frame, clip_box(box, w, h))
+        self._velocity[:] = 0.0
+        return TrackState(self._box, "redetected", 0.0)
 
     def resize(self, frame: np.ndarray, box: Box) -> None:
         """Restart the filter at ``box`` on ``frame`` (e.g. a size from depth), keeping the template."""
@@ -170,9 +190,10 @@ class BoxTracker:
                 if score >= self.loss_ncc:
                     centre_shift = np.array([box[0] + box[2] - self._good_box[0] - self._good_box[2],
                                              box[1] + box[3] - self._good_box[1] - self._good_box[3]]) * 0.5
-                    self._velocity = 0.5 * self._velocity + 0.5 * centre_shift
                     self._box = box
-                    self._remember(grey, box)
+                    if score >= self.update_ncc:
+                        self._velocity = 0.5 * self._velocity + 0.5 * centre_shift
+                        self._remember(grey, box)
                     return TrackState(box, "tracked", score)
         # Lost (now or before): coast, then look for the template around where the subject should be.
         self._lost_for += 1

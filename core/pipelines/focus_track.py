@@ -152,7 +152,7 @@ def check_box(box: Sequence[float], width: int, height: int, what: str = "the bo
 def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], order: list[int], box: tuple,
                 params: FocusTrackParams, tick: Any) -> dict[int, tuple]:
     """Track and sample along ``order`` (frame indices, the first holding ``box``)."""
-    from ..focus_track.sampling import FocusSampler
+    from ..focus_track.sampling import FocusSampler, locate_by_depth
     from ..focus_track.tracker import BoxTracker, scale_box, to_tracking_image
 
     tracker, sampler = BoxTracker(params.method), FocusSampler()
@@ -169,8 +169,21 @@ def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], orde
             # and a re-detected box must show a surface where the subject should be.
             predicted, last = sampler.predicted(), last_good_distance
             scale = last / predicted if predicted and last else 1.0
+            lost_before = tracker.lost_for
             state = tracker.update(image, scale=scale, verify=lambda b: sampler.finds_subject(depth, b))
+            if not state.good and predicted:
+                # Appearance fails while the subject is partly hidden; its visible part still stands
+                # where its distance should be.
+                found = locate_by_depth(depth, state.box, predicted, tolerance=0.06 + 0.02 * sampler.held_for,
+                                        reach=0.5 + 0.5 * (lost_before + 1))
+                if found is not None and sampler.finds_subject(depth, found):
+                    state = tracker.restart(image, found)
         sample = sampler.sample(depth, state.box, usable=state.good)
+        if state.good and sample.held and n > 0:
+            # The filter holds on, but not to anything at the subject's distance: it has slid onto
+            # an occluder. Search from the last good box instead.
+            tracker.mark_lost()
+            state = type(state)(state.box, "lost", state.score)
         current = state.box
         if params.scale_from_depth and state.good and not sample.held:
             diagonal = math.hypot(current[2] - current[0], current[3] - current[1])
