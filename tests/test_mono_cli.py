@@ -100,6 +100,11 @@ def test_fit_to_known_distances(tmp_path, capsys, red_model):
     assert code == 0, err
     depth = read_map(out)
     assert depth[20, 35] == pytest.approx(1.5, rel=1e-3) and depth.max() == pytest.approx(12.0, rel=1e-3)
+    # The same as a focus distance at a point of the frame (the node's focus object).
+    code, err = run(["mono-depth", "--image", image, "--output", tmp_path / "f.npy", "--focus-distance", 1.5,
+                     "--focus-point", 35.5 / W, 20.5 / H, "--far", 12, "--quiet", *exact(red_model)], capsys)
+    assert code == 0, err
+    assert np.array_equal(read_map(tmp_path / "f.npy"), depth)
 
 
 def test_builtin_network_file_matches_the_pipeline_at_the_input_size(tmp_path, capsys):
@@ -198,6 +203,10 @@ def test_params_are_checked_in_one_place():
         MonoDepthParams(fit_points=(10.0, 10.0, 2.0))
     with pytest.raises(InputError, match="leave near and far unset"):
         MonoDepthParams(fit_points=(1.0, 1.0, 2.0, 5.0, 5.0, 4.0), near_m=1.0, far_m=9.0)
+    with pytest.raises(InputError, match="together"):
+        MonoDepthParams(focus_distance_m=2.0, far_m=9.0)
+    with pytest.raises(InputError, match="nearer than far"):
+        MonoDepthParams(focus_distance_m=12.0, focus_point=(0.5, 0.5), far_m=9.0)
     with pytest.raises(InputError, match="triples"):
         MonoDepthParams(fit_points=(1.0, 1.0))
     with pytest.raises(InputError, match="for ONNX models"):

@@ -48,9 +48,11 @@ class MonoDepthParams:
     """The model, its processing size and how relative depth becomes metres.
 
     Metric depth: ``near_m`` and ``far_m`` together (n = 1 at near, n = 0 at far, linear in inverse
-    depth), or ``fit_points``, x y metres per known point (pixels of the full image from the
-    top-left): two or more are fitted by least squares in inverse depth; a single one (the focus
-    object) needs ``far_m`` too and keeps n = 0 at far. Neither: inverse depth only.
+    depth), or known distances: ``fit_points``, x y metres per point (pixels of the full image from
+    the top-left), and/or ``focus_distance_m`` at ``focus_point`` (x, y in 0..1 of the frame from
+    the top-left: the node's focus object). Two or more known points are fitted by least squares
+    in inverse depth; a single one needs ``far_m`` too and keeps n = 0 at far. Neither: inverse
+    depth only.
     """
 
     model: str = param("builtin", help="builtin (the shipped network), a .onnx depth model, or a .pt weights "
@@ -69,6 +71,10 @@ class MonoDepthParams:
     fit_points: tuple[float, ...] | None = param(
         None, cli="fit", help="known distances, x y metres per point (pixels from the top-left): fit scale and "
                               "shift in inverse depth to them (one point needs far as well)")
+    focus_distance_m: float | None = param(None, unit="m", help="a known distance at the focus point (the focus "
+                                                                "object), fitted as the fit points are")
+    focus_point: tuple[float, float] | None = param(
+        None, help="where the focus distance is, x y in 0..1 of the frame from the top-left")
     upsample: Literal["guided", "bilinear"] = param(
         "guided", help="to the image's size: guided (edges on the image's edges) or bilinear")
     device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
@@ -92,17 +98,27 @@ class MonoDepthParams:
         check(self.model_output in ("inverse_depth", "depth"), f"unknown model output {self.model_output!r}")
         check_range("near (m)", self.near_m, 0.0, low_open=True)
         check_range("far (m)", self.far_m, 0.0, low_open=True)
+        check((self.focus_distance_m is None) == (self.focus_point is None),
+              "give the focus distance and the focus point together")
+        check_range("the focus distance (m)", self.focus_distance_m, 0.0, low_open=True)
+        if self.focus_point is not None:
+            check_finite("the focus point", *self.focus_point)
+            check(all(0.0 <= v <= 1.0 for v in self.focus_point), f"the focus point must lie in 0..1, got "
+                                                                    f"{self.focus_point}")
         points = self.points
-        if not points:
+        known = len(points) + (self.focus_distance_m is not None)
+        if not known:
             check((self.near_m is None) == (self.far_m is None), "give near and far together (or fit points)")
-        elif len(points) == 1:
+        elif known == 1:
             check(self.far_m is not None and self.near_m is None,
-                  "one fit point (the focus object) needs far, and no near: the fit sets the scale")
-            check(points[0][2] < self.far_m, f"the fit point ({points[0][2]:g} m) must be nearer than far "  # type: ignore[operator]
-                                             f"({self.far_m:g} m)")
+                  "one known distance (the focus object) needs far, and no near: the fit sets the scale")
+            distance = points[0][2] if points else self.focus_distance_m
+            assert distance is not None and self.far_m is not None
+            check(distance < self.far_m, f"the known distance ({distance:g} m) must be nearer than far "
+                                         f"({self.far_m:g} m)")
         else:
             check(self.near_m is None and self.far_m is None,
-                  "with two or more fit points, leave near and far unset: the fit sets both")
+                  "with two or more known distances, leave near and far unset: the fit sets both")
         if self.near_m is not None and self.far_m is not None:
             check(self.near_m < self.far_m, f"near ({self.near_m:g} m) must be closer than far ({self.far_m:g} m)")
         check_device(self.device)
@@ -127,10 +143,24 @@ class MonoDepthParams:
             check(x >= 0 and y >= 0, f"a fit point's pixel must not be negative, got ({x:g}, {y:g})")
         return triples
 
+    def known_points(self, width: int, height: int) -> list[tuple[float, float, float]]:
+        """Every known distance as (x, y pixels, metres) in a ``width`` x ``height`` image: the fit
+        points, then the focus point (checked to lie in the image)."""
+        points = list(self.points)
+        for x, y, _ in points:
+            check(x < width and y < height, f"the fit point ({x:g}, {y:g}) lies outside the {width}x{height} image")
+        if self.focus_point is not None and self.focus_distance_m is not None:
+            fx, fy = self.focus_point
+            # 0..1 spans the frame's edges; pixel coordinates count from the first pixel's centre.
+            points.append((min(max(fx * width - 0.5, 0.0), width - 1.0), min(max(fy * height - 0.5, 0.0), height - 1.0),
+                           self.focus_distance_m))
+        return points
+
     @property
     def metric(self) -> bool:
         """Whether planar depth in metres comes out."""
-        return bool(self.points) or (self.near_m is not None and self.far_m is not None)
+        return (bool(self.points) or self.focus_distance_m is not None
+                or (self.near_m is not None and self.far_m is not None))
 
 
 SPEC = OpSpec(
@@ -191,9 +221,7 @@ def run(image: np.ndarray, params: MonoDepthParams, progress: ProgressFn | None 
     check(image.shape[0] > 0 and image.shape[1] > 0, "the image is empty")
     step = progress or (lambda done, total: None)
     height, width = image.shape[:2]
-    points = params.points
-    for x, y, _ in points:
-        check(x < width and y < height, f"the fit point ({x:g}, {y:g}) lies outside the {width}x{height} image")
+    points = params.known_points(width, height)
     device = pick_device(params.device)
     model = backend(params, device)
     step(1, 4)
