@@ -62,6 +62,7 @@ class FocalStackDepthNode(RefocusNode):
     models/weights; without them the node says which file is missing.
     """
 
+    menu_order = 40
     bl_idname = "RefocusFocalStackDepthNode"
     bl_label = "Focal Stack Depth"
     bl_icon = "RENDERLAYERS"

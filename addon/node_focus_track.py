@@ -15,6 +15,7 @@ from .errors import RefocusError
 class FocusTrackNode(RefocusNode):
     """A focus distance that follows a tracked box (SteReFo's focus tracking). Computed by a later core op."""
 
+    menu_order = 50
     bl_idname = "RefocusFocusTrackNode"
     bl_label = "Focus Track"
     bl_icon = "TRACKER"

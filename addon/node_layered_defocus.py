@@ -14,6 +14,7 @@ from .nodes import FrameContext, LensProperties, RefocusNode, request_update
 class LayeredDefocusNode(LensProperties, RefocusNode):
     """Shallow depth of field from an all-in-focus image and its depth (SteReFo's layered defocus)."""
 
+    menu_order = 10
     bl_idname = "RefocusLayeredDefocusNode"
     bl_label = "Layered Defocus"
     bl_icon = "CAMERA_DATA"

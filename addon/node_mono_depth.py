@@ -15,6 +15,7 @@ from .errors import RefocusError
 class MonoDepthNode(RefocusNode):
     """Depth from a single image (DeepLens-style normalised inverse depth). Computed by a later core op."""
 
+    menu_order = 30
     bl_idname = "RefocusMonoDepthNode"
     bl_label = "Mono Depth"
     bl_icon = "IMAGE_ZDEPTH"

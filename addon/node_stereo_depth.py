@@ -40,6 +40,7 @@ class StereoDepthNode(SensorProperties, RefocusNode):
     An Off-Axis pair has negative disparities beyond the convergence distance: lower Min Disparity.
     """
 
+    menu_order = 20
     bl_idname = "RefocusStereoDepthNode"
     bl_label = "Stereo Depth"
     bl_icon = "CAMERA_STEREO"

@@ -107,6 +107,7 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
     bl_width_min = 160
 
     op: ClassVar[str] = ""
+    menu_order: ClassVar[int] = 100  # position in Add > Refocus (node_types sorts by it)
     INPUTS: ClassVar[tuple[Socket, ...]] = ()  # contract.sockets(op) in each node type
     OUTPUTS: ClassVar[tuple[Socket, ...]] = ()
 
