@@ -115,7 +115,7 @@ def test_wrong_inputs_show_on_the_node_and_the_render_finishes(user_dir: Path, t
     image = read_image(result["passes"])
     messages = {
         "no_depth": "connect the Depth input",
-        "small_depth": "depth is 48x36 but the image is 96x72",
+        "small_depth": "the image is 96x72 but the depth is 48x36",
         "no_dof": "camera 'Camera' has depth of field off",
     }
     for case, message in messages.items():

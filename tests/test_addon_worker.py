@@ -169,3 +169,17 @@ def test_result_cache_is_bounded_and_keyed_by_content(tmp_path: Path) -> None:
         cache.get("k0")  # the most recently used survives
     assert set(cache.entries) == {"k0", "k3", "k4"}
     assert cache.size <= cache.capacity
+
+
+def test_cache_keys_follow_pixels_not_the_frame_number_in_the_exr_header(tmp_path: Path) -> None:
+    """A still writes Frame "001" into its EXRs, an animation "1": the same pixels, one key."""
+    import OpenEXR
+
+    pixels = np.random.default_rng(3).random((20, 30), dtype=np.float32)
+    for name, frame, values in (("still", "001", pixels), ("anim", "1", pixels), ("other", "1", pixels + 1e-3)):
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, "Frame": frame}
+        OpenEXR.File(header, {"R": values}).write(str(tmp_path / f"{name}.exr"))
+    assert (tmp_path / "still.exr").read_bytes() != (tmp_path / "anim.exr").read_bytes()
+    key = lambda name: result_key("n", "layered_defocus", 1, {}, [("image", str(tmp_path / f"{name}.exr"))])
+    assert key("still") == key("anim")
+    assert key("still") != key("other")
