@@ -55,18 +55,27 @@ def scene_lens(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> dict[s
     }
 
 
-def focus_distance(camera: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> float:
-    """Planar focus distance of ``camera`` in metres: to its focus object (or bone) if it has one."""
+def focus_target(camera: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> Any:
+    """World position (a ``mathutils.Vector``) of ``camera``'s focus object, or of its bone's head;
+    None without a focus object."""
     dof = camera.data.dof
-    evaluated = camera.evaluated_get(depsgraph)
     target = dof.focus_object
     if target is None:
-        return float(evaluated.data.dof.focus_distance)
+        return None
     target_eval = target.evaluated_get(depsgraph)
-    point = target_eval.matrix_world.translation
+    point = target_eval.matrix_world.translation.copy()
     bone = getattr(dof, "focus_subtarget", "")
     if bone and target.type == "ARMATURE" and bone in target_eval.pose.bones:
         point = target_eval.matrix_world @ target_eval.pose.bones[bone].head
+    return point
+
+
+def focus_distance(camera: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> float:
+    """Planar focus distance of ``camera`` in metres: to its focus object (or bone) if it has one."""
+    evaluated = camera.evaluated_get(depsgraph)
+    point = focus_target(camera, depsgraph)
+    if point is None:
+        return float(evaluated.data.dof.focus_distance)
     matrix = evaluated.matrix_world
     view_axis = matrix.col[2].xyz.normalized()  # the camera looks down its -Z; the sign drops below
     return abs(view_axis.dot(matrix.translation - point))
