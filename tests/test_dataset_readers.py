@@ -9,6 +9,7 @@ are checked to hold only what training never shows.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -187,6 +188,44 @@ def test_held_out_splits_hold_only_what_training_never_shows() -> None:
     assert test_textures == set(HELD_OUT_TEXTURES)
     assert train_stops == {1.0} and kinds_in("test-wide-dof", range(3))[2] == {4.0}
     assert io.sample_seed(0, "defocusnet", "train", 5) != io.sample_seed(0, "defocusnet", "test-shape", 5)
+
+
+def test_shards_in_separate_folders_read_as_one_dataset(tmp_path: Path) -> None:
+    tiny = Options(width=32, height=32, quality=Quality(samples=1, denoise=False, threads=1), slices=2)
+    for name, shard in (("whole", (0, 1)), ("a", (0, 2)), ("b", (1, 2))):
+        generate("defocusnet", 3, tmp_path / name, seed=4, shard=shard, options=tiny, progress=False, preview=False)
+    with pytest.raises(InputError, match="lists 2 of 3"):
+        FocalStackDataset(tmp_path / "a")
+    shards = FocalStackDataset([tmp_path / "b", tmp_path / "a"])
+    assert shards.folder.indices == [0, 1, 2] and shards.folder.folder(1).parent == tmp_path / "b"
+    whole, parts = first_batch(FocalStackDataset(tmp_path / "whole")), first_batch(shards)
+    for key in whole:
+        torch.testing.assert_close(parts[key], whole[key], rtol=0, atol=0)
+    with pytest.raises(InputError, match="in both"):
+        FocalStackDataset([tmp_path / "a", tmp_path / "a"])
+    generate("defocusnet", 3, tmp_path / "other", seed=5, shard=(1, 2), options=tiny, progress=False, preview=False)
+    with pytest.raises(InputError, match="another dataset"):
+        FocalStackDataset([tmp_path / "a", tmp_path / "other"])
+
+
+def test_verify_checks_checksums_on_first_read_in_every_worker(datasets: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(datasets["stereo"], root)
+    data = StereoDataset(root, verify=True)
+    assert first_batch(data)["left"].shape == (2, 3, 48, 64)  # two workers, each verifies what it reads
+    data[1]
+    assert data.folder._verified == {1}  # the main process verified only what it read itself
+    path = root / "000001" / "right.exr"
+    path.write_bytes(path.read_bytes()[:-10])  # truncated
+    with pytest.raises(InputError, match="right.exr has .* bytes"):
+        first_batch(StereoDataset(root, verify=True))
+    blob = bytearray((root / "000000" / "depth_left.exr").read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    (root / "000000" / "depth_left.exr").write_bytes(bytes(blob))
+    fresh = StereoDataset(root, verify=True)
+    with pytest.raises(InputError, match="depth_left.exr fails its checksum"):
+        fresh[0]
+    assert data.folder.record(1)["index"] == 1  # verified once in this process: not hashed again
 
 
 def test_readers_refuse_the_wrong_kind_or_split(datasets: dict[str, Path]) -> None:

@@ -33,11 +33,12 @@ class DeepLensDataset(Dataset):
     Args:
         corrupt: largest radius in pixels of the depth corruption (0: none).
         augment: crops, flips and colour jitter (image, layers and renders alike), or ``None``.
+        verify: check each sample's files against the manifest's checksums on its first read.
     """
 
-    def __init__(self, root: str | Path, split: str | None = None, augment: Augment | None = None,
-                 corrupt: int = 0) -> None:
-        self.folder = DatasetFolder(root, "deeplens", split)
+    def __init__(self, root: str | Path | list[str | Path], split: str | None = None,
+                 augment: Augment | None = None, corrupt: int = 0, verify: bool = False) -> None:
+        self.folder = DatasetFolder(root, "deeplens", split, verify=verify)
         self.augment, self.corrupt = augment, corrupt
 
     def __len__(self) -> int:

@@ -40,11 +40,12 @@ class FocalStackDataset(Dataset):
         augment: crops, flips, colour jitter, permutation (``Augment(permute=True)``), or ``None``.
         allow_incomplete: read a folder whose rendering stopped short of its count (its complete
             samples; see :class:`models.data.folder.DatasetFolder`).
+        verify: check each sample's files against the manifest's checksums on its first read.
     """
 
-    def __init__(self, root: str | Path, split: str | None = None, slices: int | None = None,
-                 augment: Augment | None = None, allow_incomplete: bool = False) -> None:
-        self.folder = DatasetFolder(root, "defocusnet", split, allow_incomplete=allow_incomplete)
+    def __init__(self, root: str | Path | list[str | Path], split: str | None = None, slices: int | None = None,
+                 augment: Augment | None = None, allow_incomplete: bool = False, verify: bool = False) -> None:
+        self.folder = DatasetFolder(root, "defocusnet", split, allow_incomplete=allow_incomplete, verify=verify)
         self.slices, self.augment = slices, augment
         total = len(self.folder.record(0)["slices"])
         check(slices is None or 1 <= slices <= total, f"slices must be 1..{total}, got {slices}")

@@ -23,10 +23,12 @@ from .folder import DatasetFolder, read_colour, read_plane
 
 
 class StereoDataset(Dataset):
-    """A ``stereo`` dataset folder; ``augment`` crops, flips (swapping views) and jitters both views alike."""
+    """A ``stereo`` dataset folder (or its shards' folders); ``augment`` crops, flips (swapping views) and
+    jitters both views alike; ``verify`` checks each sample's files against the manifest on first read."""
 
-    def __init__(self, root: str | Path, split: str | None = None, augment: Augment | None = None) -> None:
-        self.folder = DatasetFolder(root, "stereo", split)
+    def __init__(self, root: str | Path | list[str | Path], split: str | None = None,
+                 augment: Augment | None = None, verify: bool = False) -> None:
+        self.folder = DatasetFolder(root, "stereo", split, verify=verify)
         self.augment = augment
 
     def __len__(self) -> int:

@@ -27,11 +27,12 @@ class SweepDataset(Dataset):
     Args:
         clip: frames per item, taken from a random start (``None``: the whole video).
         augment: crops, flips and colour jitter, the same on every frame; or ``None``.
+        verify: check each sample's files against the manifest's checksums on its first read.
     """
 
-    def __init__(self, root: str | Path, split: str | None = None, clip: int | None = None,
-                 augment: Augment | None = None) -> None:
-        self.folder = DatasetFolder(root, "sweep", split)
+    def __init__(self, root: str | Path | list[str | Path], split: str | None = None, clip: int | None = None,
+                 augment: Augment | None = None, verify: bool = False) -> None:
+        self.folder = DatasetFolder(root, "sweep", split, verify=verify)
         self.clip, self.augment = clip, augment
         frames = len(self.folder.record(0)["frames"])
         check(clip is None or 1 <= clip <= frames, f"clip must be 1..{frames} frames, got {clip}")
