@@ -43,6 +43,8 @@ class FocusTrackParams:
     boxes_px: Any = param(None, unit="px", help="a box per frame (x0 y0 x1 y1 pixels, or null where unknown), "
                                                "e.g. from Blender's tracking markers, instead of tracking")
     method: Literal["csrt", "kcf"] = param("csrt", help="tracker: csrt (accurate) or kcf (fast)")
+    track_width_px: int = param(320, unit="px", help="track on frames resized to at most this width "
+                                                     "(0: full size); depth is always sampled at full size")
     scale_from_depth: bool = param(True, help="the box's size follows the subject's distance")
     fps: float = param(24.0, help="frames per second of the clip")
     max_rack_dioptres_per_s: float = param(2.0, help="fastest focus pull, dioptres per second", cli="max-rack")
@@ -74,6 +76,8 @@ class FocusTrackParams:
                       f"each of boxes_px is x0 y0 x1 y1 or null, got {b!r}")
         check(self.start_frame >= 0, f"the start frame must be 0 or more, got {self.start_frame}")
         check(self.method in ("csrt", "kcf"), f"unknown tracker {self.method!r}; use csrt or kcf")
+        check(self.track_width_px == 0 or self.track_width_px >= 32,
+              f"the tracking width must be 0 (full size) or at least 32 pixels, got {self.track_width_px}")
         check_range("the frame rate", self.fps, 0.0, 1000.0, low_open=True)
         check_range("the maximum rack speed (dioptres/s)", self.max_rack_dioptres_per_s, 0.0, 1000.0, low_open=True)
         check_range("the response time (s)", self.response_s, 0.0, 10.0)
@@ -156,28 +160,38 @@ def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], orde
     from ..focus_track.tracker import BoxTracker, scale_box, to_tracking_image
 
     tracker, sampler = BoxTracker(params.method), FocusSampler()
+    width = np.asarray(depths[order[0]]).shape[1]
+    s = min(1.0, params.track_width_px / width) if params.track_width_px else 1.0
+
+    def down(b: tuple) -> tuple:  # full-size pixels to the tracker's
+        return tuple(v * s for v in b)
+
+    def up(b: tuple) -> tuple:
+        return tuple(v / s for v in b)
+
     out: dict[int, tuple] = {}
     reference: tuple[float, float] | None = None  # (box diagonal, distance) at a good frame
     last_good_distance: float | None = None
     for n, t in enumerate(order):
-        image = to_tracking_image(np.asarray(frames[t]))
+        image = to_tracking_image(np.asarray(frames[t]), s)
         depth = np.asarray(depths[t], np.float32)
         if n == 0:
-            state = tracker.start(image, box)
+            state = tracker.start(image, down(box))
         else:
             # While the subject is hidden it keeps walking: its box grows as its distance shrinks,
             # and a re-detected box must show a surface where the subject should be.
             predicted, last = sampler.predicted(), last_good_distance
             scale = last / predicted if predicted and last else 1.0
             lost_before = tracker.lost_for
-            state = tracker.update(image, scale=scale, verify=lambda b: sampler.finds_subject(depth, b))
+            state = tracker.update(image, scale=scale, verify=lambda b: sampler.finds_subject(depth, up(b)))
             if not state.good and predicted:
                 # Appearance fails while the subject is partly hidden; its visible part still stands
                 # where its distance should be.
-                found = locate_by_depth(depth, state.box, predicted, tolerance=0.06 + 0.02 * sampler.held_for,
+                found = locate_by_depth(depth, up(state.box), predicted, tolerance=0.06 + 0.02 * sampler.held_for,
                                         reach=0.5 + 0.5 * (lost_before + 1))
                 if found is not None and sampler.finds_subject(depth, found):
-                    state = tracker.restart(image, found)
+                    state = tracker.restart(image, down(found))
+        state = type(state)(up(state.box), state.status, state.score)  # full-size pixels from here on
         sample = sampler.sample(depth, state.box, usable=state.good)
         if state.good and sample.held and n > 0:
             # The filter holds on, but not to anything at the subject's distance: it has slid onto
@@ -194,7 +208,7 @@ def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], orde
                 ratio = wanted / max(diagonal, 1e-6)
                 if abs(ratio - 1.0) > 0.08:
                     current = scale_box(current, ratio)
-                    tracker.resize(image, current)
+                    tracker.resize(image, down(current))
         if state.good and not sample.held:
             last_good_distance = sample.distance_m
         confidence = sample.confidence * (1.0 if state.good else 0.3)
