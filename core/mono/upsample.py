@@ -48,7 +48,8 @@ def guided_upsample(inverse_depth: torch.Tensor, image: torch.Tensor, radius: in
             depth edges).
 
     Returns:
-        (B, 1, H, W) map, clipped to the input's range (the input itself when the sizes match).
+        (B, 1, H, W) map, clipped to the input's range (the input itself when the sizes match; area
+        averaged when the prediction is the larger).
     """
     check(inverse_depth.dim() == 4 and inverse_depth.shape[1] == 1,
           f"inverse depth must be (B, 1, h, w), got {tuple(inverse_depth.shape)}")
@@ -58,6 +59,8 @@ def guided_upsample(inverse_depth: torch.Tensor, image: torch.Tensor, radius: in
     low, high = tuple(inverse_depth.shape[-2:]), tuple(image.shape[-2:])
     if low == high:  # nothing to upsample: the prediction's own edges stand
         return inverse_depth
+    if low[0] >= high[0] and low[1] >= high[1]:  # a prediction finer than the image: average it down
+        return F.interpolate(inverse_depth, size=high, mode="area")
     guide = luminance(image.to(inverse_depth.dtype))
     a, b = guided_filter_coefficients(F.interpolate(guide, size=low, mode="area"), inverse_depth, radius, eps)
     a = F.interpolate(a, size=high, mode="bilinear", align_corners=False)

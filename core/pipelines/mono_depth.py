@@ -212,7 +212,7 @@ def run(image: np.ndarray, params: MonoDepthParams, progress: ProgressFn | None 
     import torch.nn.functional as F
 
     from ..devices import pick_device
-    from ..mono.backends import network_image
+    from ..mono.backends import min_max_normalise, network_image
     from ..mono.metric import KnownPoint, depth_from_inverse, fit_to_points, near_far_scale_shift
     from ..mono.upsample import guided_upsample
     from ..tensors import image_to_tensor, tensor_to_image
@@ -236,6 +236,10 @@ def run(image: np.ndarray, params: MonoDepthParams, progress: ProgressFn | None 
             n = guided_upsample(low, x)
         else:
             n = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+        if aligner is None:
+            # Resampling rounds off the extremes; renormalise so that 1 is the nearest pixel, as near and
+            # far mean. A sequence keeps its first frame's gauge instead (renormalising would flicker).
+            n = min_max_normalise(n)
         step(3, 4)
         outputs = {"inverse_depth": tensor_to_image(n)}
         warnings: list[str] = []
