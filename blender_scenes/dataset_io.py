@@ -19,6 +19,7 @@ requeue while the old task still runs, a Ray cluster, a user starting a second r
   when its file was not refreshed for ``timeout_s`` (the holder refreshes it while it renders, so
   only a dead or unreachable holder on another host ages out). A live claim is skipped, never
   waited on or overwritten.
+  Hosts sharing a folder must have distinct host names (pids are only compared on the same host).
 * The holder renders into its own hidden folder ``.NNNNNN.<token>.partial``; what a killed run
   leaves there is removed by the next holder of that sample (or by :func:`sweep`).
 * The commit is one ``rename`` of the complete folder to ``NNNNNN``, after ``sample.json`` (the
@@ -594,6 +595,15 @@ def complete_indices(root: str | os.PathLike[str]) -> list[int]:
     return [i for i in sample_indices(root) if is_complete(root, i)]
 
 
+def count_samples(root: str | os.PathLike[str]) -> int:
+    """How many sample folders are in place (cheap: names only; a folder appears only complete)."""
+    try:
+        with os.scandir(root) as entries:
+            return sum(1 for e in entries if _SAMPLE_DIR.match(e.name))
+    except FileNotFoundError:
+        return 0
+
+
 def leftover_partials(root: str | os.PathLike[str]) -> list[Path]:
     """Temporary sample folders: of a run in progress, or left by a killed one."""
     root = Path(root)
@@ -716,8 +726,7 @@ def write_manifest(root: str | os.PathLike[str], claims: Claims | None = None, w
                    then: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Rebuild ``manifest.json`` from the sample folders, and run ``then(manifest)`` (the preview),
     under the manifest claim so that concurrent runs take turns; the manifest written."""
-    own = claims is None
-    claims = Claims(root) if own else claims
+    claims = Claims(root) if claims is None else claims
     with claims.holding("manifest", wait_s=wait_s) as claim:
         check(claim is not None, f"another run kept {root}/.manifest.claim for {wait_s:.0f} s; "
               "run python -m blender_scenes.validate DIR --reindex once it finishes")

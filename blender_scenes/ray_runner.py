@@ -124,7 +124,7 @@ def run(generator_args: Sequence[str], kind: str, count: int, out: Path, descrip
         bar = ProgressBar(f"{kind} on ray, {len(todo)} shards", unit=" samples", enabled=progress)
         start = time.monotonic()
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
             for ref in ready:
                 i = pending.pop(ref)
                 try:
@@ -139,7 +139,7 @@ def run(generator_args: Sequence[str], kind: str, count: int, out: Path, descrip
                         pending[submit(i)] = i
                     else:
                         failed.append(result)
-            bar(len(io.complete_indices(out)), count)
+            bar(io.count_samples(out), count)
         seconds = time.monotonic() - start
     finally:
         if started_ray:

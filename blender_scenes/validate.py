@@ -245,7 +245,8 @@ def validate(root: str | Path) -> Report:
             problems.append(f"index beyond the dataset's count {report.count}")
         if problems:
             report.bad[index] = problems
-    report.missing = [i for i in range(report.count) if i not in set(on_disk) and i not in report.bad]
+    placed = set(on_disk)
+    report.missing = [i for i in range(report.count) if i not in placed and i not in report.bad]
     for name in io.stray_entries(root):
         report.problems.append(_describe_stray(root, name))
     return report
