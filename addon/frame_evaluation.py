@@ -32,6 +32,7 @@ Blender session.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 import traceback
@@ -166,7 +167,7 @@ class FrameEvaluation:
                 missing = [spec.name for spec in node.INPUTS if spec.required and spec.key not in files]
                 if missing:
                     raise RefocusError(f"connect the {' and '.join(missing)} input{'s' if len(missing) > 1 else ''}")
-                params = node.parameters(ctx)
+                params = node.parameters(dataclasses.replace(ctx, device=node.device_name(ctx.scene, ctx.device)))
             key = result_key(node.uid, node.op, self.frame, params, sorted(files.items()))
             outputs = cache().get(key)
             if outputs is None:

@@ -91,6 +91,13 @@ def request_update(self: bpy.types.Node, context: bpy.types.Context) -> None:
         _on_change(context.scene if context is not None else None)
 
 
+DEVICES = (
+    ("COMPOSITOR", "Compositor", "The scene's compositor device (Render > Performance > Compositor): GPU runs on "
+                                 "CUDA or Apple's MPS when the worker's torch has one, CPU on the CPU"),
+    ("CPU", "CPU", "The CPU"),
+    ("GPU", "GPU", "CUDA, else Apple's MPS, where the worker's torch has one; else the CPU"),
+)
+
 STATES = (
     ("IDLE", "Idle", "No result yet: the input passes through"),
     ("RUNNING", "Running", "The worker is computing"),
@@ -115,6 +122,8 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
     state: EnumProperty(name="State", items=STATES, default="IDLE")
     message: StringProperty(name="Message", description="Why the node shows its input instead of a result")
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    device: EnumProperty(name="Device", items=DEVICES, default="COMPOSITOR", update=request_update,
+                         description="Where this node computes")
 
     @classmethod
     def poll(cls, node_tree: bpy.types.NodeTree) -> bool:
@@ -216,6 +225,13 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
         self.state, self.message, self.progress = "RUNNING", "", 0.0
 
     # -------------------------------------------------------------------------- parameters
+    def device_name(self, scene: bpy.types.Scene, fallback: str = "auto") -> str:
+        """The torch device name this node's op runs on (``fallback``: the add-on preference's, for GPU)."""
+        choice = self.device
+        if choice == "COMPOSITOR":
+            choice = "GPU" if getattr(scene.render, "compositor_device", "CPU") == "GPU" else "CPU"
+        return "cpu" if choice == "CPU" else (fallback if fallback != "cpu" else "auto")
+
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
         """JSON-ready parameters for the worker op at this frame; :class:`RefocusError` if unusable."""
         raise NotImplementedError
@@ -240,6 +256,7 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
 
     def draw_buttons_ext(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
         self.draw_buttons(context, layout)
+        layout.prop(self, "device")
         layout.operator("refocus.update", icon="FILE_REFRESH")
 
     def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:

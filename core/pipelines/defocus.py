@@ -54,6 +54,12 @@ class LayeredDefocusParams:
     mask: Literal["linear", "tanh"] = param(
         "linear", help="layer masks: linear (blur follows CoC continuously) or tanh (SteReFo's window)")
     alpha: float = param(1e3, help="sharpness of tanh masks (SteReFo: 1e3)")
+    depth_type: Literal["metres", "normalised", "inverse", "disparity"] = param(
+        "metres", help="what the depth holds: planar metres, 0..1 between near and far, normalised inverse depth "
+                       "(1 = near), or disparity in pixels with a baseline")
+    near_m: float | None = param(None, unit="m", help="nearest distance, for normalised and inverse depth")
+    far_m: float | None = param(None, unit="m", help="farthest distance, for normalised and inverse depth")
+    baseline_m: float | None = param(None, unit="m", help="stereo baseline, for disparity depth")
     device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
 
     def __post_init__(self) -> None:
@@ -79,6 +85,16 @@ class LayeredDefocusParams:
         check_range("the layer step (px)", self.step_px, MIN_STEP_PX, 100.0)
         check(self.mask in ("linear", "tanh"), f"unknown mask {self.mask!r}")
         check_range("the tanh sharpness", self.alpha, 0.0, 1e9, low_open=True)
+        check(self.depth_type in ("metres", "normalised", "inverse", "disparity"),
+              f"unknown depth type {self.depth_type!r}")
+        if self.depth_type in ("normalised", "inverse"):
+            check(self.near_m is not None and self.far_m is not None,
+                  f"{self.depth_type} depth needs the near and far distances")
+            check_range("the near distance (m)", self.near_m, 0.0, low_open=True)
+            check(self.near_m < self.far_m, f"near ({self.near_m:g} m) must be closer than far ({self.far_m:g} m)")
+        if self.depth_type == "disparity":
+            check(self.baseline_m is not None, "disparity depth needs the baseline")
+            check_range("the baseline (m)", self.baseline_m, 0.0, 1000.0, low_open=True)
         check_device(self.device)
 
 
@@ -93,9 +109,24 @@ SPEC = OpSpec(
 )
 
 
+def depth_in_metres(depth: np.ndarray, params: LayeredDefocusParams, device=None):  # -> (1, 1, H, W) tensor
+    """``depth`` (H, W) of ``params.depth_type`` as planar metres, (1, 1, H, W) on ``device``."""
+    from ..depth_types import to_metres
+    from ..optics import focal_length_pixels
+    from ..tensors import map_to_tensor
+
+    h, w = depth.shape
+    f_px = None
+    if params.depth_type == "disparity":
+        f_px = focal_length_pixels(params.focal_length_mm, w, h, params.sensor_width_mm, params.sensor_height_mm,
+                                   params.sensor_fit, params.pixel_aspect)
+    return to_metres(map_to_tensor(depth, device or "cpu"), params.depth_type, params.near_m, params.far_m,
+                     params.baseline_m, f_px)
+
+
 def focus_distance(depth: np.ndarray, params: LayeredDefocusParams, focus_input_m: float | None = None) -> float:
     """The focus distance the render uses, metres: a linked value, else a picker on ``depth``
-    (H, W) planar metres, else ``params.focus_distance_m``."""
+    (H, W) planar metres (already converted from the depth type), else ``params.focus_distance_m``."""
     import torch
 
     from ..optics import focus_distance_at, focus_distance_in_box
@@ -133,15 +164,15 @@ def run(image: np.ndarray, depth: np.ndarray, params: LayeredDefocusParams, prog
     from ..devices import pick_device
     from ..errors import check_depth
     from ..optics import Lens
-    from ..tensors import image_to_tensor, map_to_tensor, tensor_to_image
+    from ..tensors import image_to_tensor, tensor_to_image
 
     check(image.ndim == 3 and depth.ndim == 2, "the image must be (H, W, C) and the depth (H, W)")
     check(image.shape[:2] == depth.shape,
           f"the image is {image.shape[1]}x{image.shape[0]} but the depth is {depth.shape[1]}x{depth.shape[0]}")
     device = pick_device(params.device)
-    depth_t = map_to_tensor(depth, device)
+    depth_t = depth_in_metres(depth, params, device)
     check_depth(depth_t)
-    focus = focus_distance(depth, params, focus_input_m)
+    focus = focus_distance(depth_t[0, 0].cpu().numpy(), params, focus_input_m)
     lens = Lens(focal_length_mm=params.focal_length_mm, f_stop=params.f_stop, focus_distance=focus,
                 sensor_width_mm=params.sensor_width_mm, sensor_height_mm=params.sensor_height_mm,
                 sensor_fit=params.sensor_fit, breathing=params.breathing, blades=params.blades,
