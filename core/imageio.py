@@ -591,5 +591,49 @@ def write_map(path: str | os.PathLike[str], values: np.ndarray, channel: str = "
             np.save(f, v)
 
 
+def image_shape(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """(H, W, C) of an image or map from its header alone (PNG, JPEG, EXR, PFM, NPY), else None.
+
+    For planning memory before a frame is decoded; a file whose header cannot be read gives None
+    (the reader then says what is wrong with it).
+    """
+    p = Path(path)
+    ext = _suffix(p)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1 << 16)
+        if ext == ".png" and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            w, h = struct.unpack_from(">II", head, 16)
+            return h, w, {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(head[25], 3)
+        if ext in (".jpg", ".jpeg") and head[:2] == b"\xff\xd8":
+            pos = 2
+            while pos + 9 < len(head) and head[pos] == 0xFF:
+                marker, length = head[pos + 1], struct.unpack_from(">H", head, pos + 2)[0]
+                if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                    h, w = struct.unpack_from(">HH", head, pos + 5)
+                    return h, w, head[pos + 9]
+                pos += 2 + length
+            return None
+        if ext == ".exr":
+            header = OpenEXR.File(str(p), header_only=True).header()
+            (x0, y0), (x1, y1) = header["dataWindow"]
+            return int(y1 - y0 + 1), int(x1 - x0 + 1), 4
+        if ext == ".pfm":
+            kind, w, h, _, _ = _pfm_header(head, p)
+            return h, w, 3 if kind == b"PF" else 1
+        if ext == ".npy":
+            import io
+
+            f2 = io.BytesIO(head)
+            version = np.lib.format.read_magic(f2)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = reader(f2)[0]
+            dims = [d for d in shape if d != 1] or [1, 1]
+            return (dims[0], dims[1], 1) if len(dims) == 2 else None
+    except Exception:  # a damaged header: the full read reports it properly
+        return None
+    return None
+
+
 def is_image_path(path: str | os.PathLike[str]) -> bool:
     return _suffix(path) in IMAGE_EXTENSIONS

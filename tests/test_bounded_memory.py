@@ -64,3 +64,31 @@ def test_a_pair_with_nothing_to_match_is_refused_in_strips():
     left[:, ::2] = 0.4  # not blank, but nothing but vertical stripes that SGBM's check rejects
     with pytest.raises(InputError):
         sgbm_disparity_strips(left, np.full_like(left, 0.5), SGBMParams(num_disparities=16), rows=40)
+
+
+def test_memory_limit_parsing_and_refusal(monkeypatch):
+    from core.memory import check_fits, parse_bytes
+
+    assert parse_bytes("4G") == 4 * 2**30 and parse_bytes("512M") == 512 * 2**20 and parse_bytes("1.5GiB") == 1.5 * 2**30
+    assert parse_bytes("1000") == 1000
+    with pytest.raises(InputError, match="size such as 4G"):
+        parse_bytes("lots")
+    monkeypatch.setenv("REFOCUS_MEMORY_LIMIT", "100M")
+    check_fits(99 * 2**20, "a small job")
+    with pytest.raises(InputError, match=r"a big job needs about 200 MiB of memory but only 100 MiB is free "
+                                         r"\(\$REFOCUS_MEMORY_LIMIT\)"):
+        check_fits(200 * 2**20, "a big job")
+
+
+def test_image_shape_from_headers(tmp_path):
+    from core.imageio import image_shape, write_image, write_map
+
+    write_image(tmp_path / "a.png", np.zeros((7, 9, 3), np.float32))
+    write_image(tmp_path / "a.jpg", np.zeros((7, 9, 3), np.float32))
+    write_image(tmp_path / "a.exr", np.zeros((7, 9, 3), np.float32))
+    write_map(tmp_path / "a.pfm", np.zeros((7, 9), np.float32))
+    write_map(tmp_path / "a.npy", np.zeros((7, 9), np.float32))
+    for name in ("a.png", "a.jpg", "a.exr", "a.pfm", "a.npy"):
+        assert image_shape(tmp_path / name)[:2] == (7, 9), name
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
+    assert image_shape(tmp_path / "bad.png") is None
