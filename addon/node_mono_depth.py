@@ -51,8 +51,8 @@ class MonoDepthNode(RefocusNode):
     size_multiple: IntProperty(name="Multiple", default=14, min=1, max=256, update=request_update,
                                description="The ONNX model's sides must be multiples of this (14 for ViT models)")
     size: IntProperty(name="Processing Size", default=0, min=0, max=4096, update=request_update,
-                      description="Longer side the model runs at, pixels (0: the model's own, 512 built-in, 518 "
-                                  "ONNX); the result is upsampled to the image along its edges")
+                      description="Longer side the model runs at, pixels (0: the model's own, 518 for ONNX); "
+                                  "the result is upsampled to the image along its edges")
     scale: EnumProperty(name="Scale", items=SCALES, default="NEAR_FAR", update=request_update)
     near: FloatProperty(name="Near", default=1.0, min=0.01, unit="LENGTH", update=request_update,
                         description="Distance of the nearest point of the scene")

@@ -30,6 +30,14 @@ def test_processing_size_keeps_aspect_on_multiples():
         processing_size(100, 100, 16, 32)
 
 
+def test_network_backend_takes_its_size_from_the_weights():
+    model = random_network("tiny")
+    assert NetworkBackend(model).processing_size(1080, 1920) == (288, 512)  # no meta: 512
+    model.meta = {"inference_size": 192}  # what load_model attaches from the weight file
+    assert NetworkBackend(model).processing_size(1080, 1920) == (96, 192)
+    assert NetworkBackend(model, size=256).processing_size(1080, 1920) == (160, 256)
+
+
 def test_network_image_encodes_linear_to_srgb():
     linear = torch.tensor([0.0, 0.2140, 1.0, 4.0]).view(1, 1, 2, 2)
     out = network_image(linear)

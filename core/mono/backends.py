@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..colour import linear_to_srgb
 from ..errors import check, fail
 
-NETWORK_SIZE = 512  # the built-in network's default processing size (longer side, pixels)
+NETWORK_SIZE = 512  # the built-in network's processing size (longer side, pixels) when its weights name none
 NETWORK_MULTIPLE = 32
 ONNX_SIZE = 518  # Depth Anything V2's size; MiDaS DPT exports also take multiples of 14
 ONNX_MULTIPLE = 14
@@ -107,18 +107,22 @@ class NetworkBackend:
 
     Args:
         model: a MonoDepthNet (or any module with its forward contract) in eval mode.
-        size: processing size, the longer side in pixels (rounded to a multiple of 32).
+        size: processing size, the longer side in pixels (rounded to a multiple of 32); default the
+            ``inference_size`` its weight file's meta names (the size chosen on validation), else
+            :data:`NETWORK_SIZE`.
     """
 
     name = "builtin"
 
-    def __init__(self, model: torch.nn.Module, size: int = NETWORK_SIZE) -> None:
+    def __init__(self, model: torch.nn.Module, size: int | None = None) -> None:
+        meta = getattr(model, "meta", None) or {}
+        size = size or int(meta.get("inference_size") or NETWORK_SIZE)
         check(size >= NETWORK_MULTIPLE, f"processing size must be at least {NETWORK_MULTIPLE} pixels, got {size}")
         self.model = model.eval()
         self.size = size
 
     @classmethod
-    def load(cls, path: str | Path | None = None, size: int = NETWORK_SIZE,
+    def load(cls, path: str | Path | None = None, size: int | None = None,
              device: torch.device | str = "cpu") -> "NetworkBackend":
         """The network with the weights at ``path`` (default: the shipped ones)."""
         from .network import load_model
@@ -281,9 +285,10 @@ def make_backend(model: str = "builtin", size: int | None = None, normalisation:
     Args:
         model: ``builtin`` (the shipped network), a ``.onnx`` file (:class:`OnnxBackend`), or a
             built-in network weight file (``.pt``).
-        size: processing size (longer side, pixels); default 512 for the network, 518 for ONNX.
+        size: processing size (longer side, pixels); default the network's own (see
+            :class:`NetworkBackend`), 518 for ONNX.
         normalisation, output, multiple: ONNX options (see :class:`OnnxBackend`).
     """
     if model == "builtin" or Path(model).suffix.lower() != ".onnx":
-        return NetworkBackend.load(None if model == "builtin" else model, size or NETWORK_SIZE, device)
+        return NetworkBackend.load(None if model == "builtin" else model, size, device)
     return OnnxBackend(model, size or ONNX_SIZE, multiple or ONNX_MULTIPLE, normalisation, output, device)

@@ -57,8 +57,8 @@ class MonoDepthParams:
 
     model: str = param("builtin", help="builtin (the shipped network), a .onnx depth model, or a .pt weights "
                                        "file of the built-in network")
-    size_px: int | None = param(None, unit="px", help="processing size, the longer side (default 512 for the "
-                                                      "built-in network, 518 for ONNX; a fixed-size ONNX model "
+    size_px: int | None = param(None, unit="px", help="processing size, the longer side (default: the built-in "
+                                                      "network's own, 518 for ONNX; a fixed-size ONNX model "
                                                       "keeps its own)")
     size_multiple_px: int | None = param(None, unit="px", help="ONNX: sides are rounded to multiples of this "
                                                                "(default 14, ViT patch models; 32 for CNNs)")
@@ -183,7 +183,7 @@ def _onnx_backend(path: str, mtime_ns: int, device: str, size: int | None, multi
 def backend(params: MonoDepthParams, device: "torch.device") -> Any:
     """The :class:`~core.mono.backends.DepthBackend` for ``params``, loaded once per process (again if its file changes)."""
     from ..mono import network as mono_network
-    from ..mono.backends import NETWORK_SIZE, NetworkBackend
+    from ..mono.backends import NetworkBackend
     from .networks import network
 
     if params.kind == "onnx":
@@ -194,7 +194,7 @@ def backend(params: MonoDepthParams, device: "torch.device") -> Any:
     # The shipped file is looked up here, so that its absence says how to train it.
     path = mono_network.default_weights() if params.model == "builtin" else params.model
     model = network(mono_network, device, str(path))
-    return NetworkBackend(model, params.size_px or NETWORK_SIZE)
+    return NetworkBackend(model, params.size_px)
 
 
 def run(image: np.ndarray, params: MonoDepthParams, progress: ProgressFn | None = None,
