@@ -32,9 +32,11 @@ from ..colour import linear_to_srgb
 from ..errors import check, check_image
 from .focus_measures import FocusMeasure, focus_measure, luminance
 from .guided_filter import guided_filter
-from .slices import check_focus_distances, depth_from_dioptres, dioptres
+from .slices import MAX_DEPTH_M, check_focus_distances, depth_from_dioptres, dioptres
 
 _TINY = 1e-12
+# Expected sum-modified-Laplacian of iid noise of unit standard deviation: 2 sqrt(6) sqrt(2 / pi).
+ML_NOISE = 2.0 * 6.0 ** 0.5 * (2.0 / 3.141592653589793) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,17 @@ class FocusResult:
             distances are unknown.
         all_in_focus: (1, C, H, W) scene-linear all-in-focus image.
         confidence: (1, 1, H, W) in [0, 1].
+        uncertainty: (1, 1, H, W) one standard deviation of the depth, in the depth's unit
+            (metres, or slices without focus distances): the spread of the method's distribution
+            over depth (slices or hypotheses), taken in dioptres and propagated to metres.
+        inverse_uncertainty: (1, 1, H, W) that spread in dioptres (slices without distances).
     """
 
     depth: torch.Tensor
     all_in_focus: torch.Tensor
     confidence: torch.Tensor
+    uncertainty: torch.Tensor | None = None
+    inverse_uncertainty: torch.Tensor | None = None
 
 
 def focus_volume(stack: torch.Tensor, measure: FocusMeasure = "modified-laplacian", window: int = 9) -> torch.Tensor:
@@ -145,6 +153,36 @@ def confidence_map(volume: torch.Tensor, texture_quantile: float = 0.9, texture_
     return (prominence * peak / (peak + tau)).clamp(0.0, 1.0)
 
 
+def spread_over(weights: torch.Tensor, positions: torch.Tensor, estimate: torch.Tensor) -> torch.Tensor:
+    """Standard deviation about ``estimate`` (1, 1, H, W) of a distribution ``weights`` (N, 1, H, W)
+    (summing to 1 over N) placed at ``positions`` (N,): (1, 1, H, W)."""
+    pos = positions.to(weights.dtype).view(-1, 1, 1, 1)
+    return (weights * (pos - estimate) ** 2).sum(dim=0, keepdim=True).sqrt()
+
+
+def inverse_to_metres(spread: torch.Tensor, inverse_depth: torch.Tensor) -> torch.Tensor:
+    """A spread in dioptres about inverse depth d, in metres: spread / d^2 (first order), capped."""
+    return (spread / inverse_depth.clamp_min(1.0 / MAX_DEPTH_M) ** 2).clamp(max=MAX_DEPTH_M)
+
+
+def noise_floored(volume: torch.Tensor, slices: torch.Tensor, factor: float) -> torch.Tensor:
+    """A modified-Laplacian focus volume with each slice's noise response removed: (v - t)_+ + t.
+
+    t is ``factor`` times the expected response of the slices' sensor noise (measured from the
+    slices, core.focal_stack.noise; the largest of them), so where the slices differ only by noise every slice scores the
+    same t: no peak, low confidence, instead of a peak at the noisiest slice.
+    """
+    if factor <= 0:
+        return volume
+    from .noise import noise_sigma
+
+    grey = linear_to_srgb(luminance(slices))
+    # One floor for all slices (a camera's noise is the same in each): else the floors' own
+    # differences would make a peak where there is nothing.
+    floor = float((factor * ML_NOISE * noise_sigma(grey)).max().clamp_min(1e-4))
+    return (volume - floor).clamp_min(0.0) + floor
+
+
 def all_in_focus(stack: torch.Tensor, volume: torch.Tensor, sharpness: float = 4.0) -> torch.Tensor:
     """Per-pixel soft selection of the sharpest slice: (N, C, H, W), (N, 1, H, W) -> (1, C, H, W).
 
@@ -164,8 +202,9 @@ def depth_from_focus(
     radius: int | None = None,
     eps: float = 1e-3,
     sharpness: float = 4.0,
+    noise_floor: float = 0.0,
 ) -> FocusResult:
-    """Depth, all-in-focus image and confidence from an aligned focal stack.
+    """Depth, all-in-focus image, confidence and uncertainty from an aligned focal stack.
 
     Args:
         stack: (N, C, H, W) aligned slices, scene-linear, N >= 2.
@@ -176,7 +215,10 @@ def depth_from_focus(
         window: focus-measure window, pixels.
         radius, eps: guided filter of the focus volume (radius default :func:`default_radius`;
             0 disables the filtering).
-        sharpness: exponent of the all-in-focus soft selection.
+        sharpness: exponent of the all-in-focus soft selection (and of the slice distribution
+            whose spread is the uncertainty).
+        noise_floor: focus responses below this many times the slices' own noise response count
+            as no focus evidence (:func:`noise_floored`; 0 disables it).
 
     Returns:
         :class:`FocusResult`.
@@ -200,12 +242,22 @@ def depth_from_focus(
     slices = stack[order.to(stack.device)]
 
     _, volume = filtered_focus_volume(slices, measure, window, radius, eps)
+    if measure == "modified-laplacian":
+        volume = noise_floored(volume, slices, noise_floor)
 
-    refined, _ = refine_peak(volume, positions.to(stack.device))
-    depth = depth_from_dioptres(refined) if focus_distances is not None else refined
+    pos = positions.to(stack.device)
+    refined, _ = refine_peak(volume, pos)
+    weights = torch.softmax(sharpness * volume.clamp_min(_TINY).log(), dim=0)
+    spread = spread_over(weights, pos, refined)
+    if focus_distances is not None:
+        depth, uncertainty = depth_from_dioptres(refined), inverse_to_metres(spread, refined)
+    else:
+        depth, uncertainty = refined, spread
     return FocusResult(
         depth=depth.to(stack.dtype),
-        all_in_focus=all_in_focus(slices, volume, sharpness),
+        all_in_focus=(weights * slices).sum(dim=0, keepdim=True),
         confidence=confidence_map(volume),
+        uncertainty=uncertainty.to(stack.dtype),
+        inverse_uncertainty=spread.to(stack.dtype),
     )
 
