@@ -35,7 +35,7 @@ def test_network_backend_takes_its_size_from_the_weights():
     assert NetworkBackend(model).processing_size(1080, 1920) == (288, 512)  # no meta: 512
     model.meta = {"inference_size": 192}  # what load_model attaches from the weight file
     assert NetworkBackend(model).processing_size(1080, 1920) == (96, 192)
-    assert NetworkBackend(model, size=256).processing_size(1080, 1920) == (160, 256)
+    assert NetworkBackend(model, size=320).processing_size(1080, 1920) == (192, 320)
 
 
 def test_network_image_encodes_linear_to_srgb():
