@@ -92,3 +92,51 @@ def test_image_shape_from_headers(tmp_path):
         assert image_shape(tmp_path / name)[:2] == (7, 9), name
     (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
     assert image_shape(tmp_path / "bad.png") is None
+
+
+def focal_slices(h=120, w=160, seed=0):
+    """Three slices of a blocky texture: the left half sharp in the far slice, the right in the near."""
+    rng = np.random.default_rng(seed)
+    tex = cv2.resize(rng.random((h // 2, w // 2, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+    out = []
+    for left_sigma, right_sigma in ((0.5, 3.0), (1.5, 1.5), (3.0, 0.5)):
+        s = cv2.GaussianBlur(tex, (0, 0), right_sigma)
+        s[:, : w // 2] = cv2.GaussianBlur(tex, (0, 0), left_sigma)[:, : w // 2]
+        out.append(s + rng.normal(0, 0.003, s.shape).astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize("noise_floor", [0.0, 2.0])
+def test_banded_depth_from_focus_equals_the_whole_frame(noise_floor):
+    from core.focal_stack.banded import SliceStore, depth_from_focus_banded
+    from core.focal_stack.depth_from_focus import depth_from_focus
+
+    images, distances = focal_slices(), [0.5, 1.0, 2.0]
+    whole = depth_from_focus(torch.stack([torch.from_numpy(s.transpose(2, 0, 1).copy()) for s in images]),
+                             distances, noise_floor=noise_floor)
+    store = SliceStore(3, 120, 160, 3)
+    for i, s in enumerate(images):
+        store.put(i, s)
+    calls = []
+    banded = depth_from_focus_banded(store, distances, rows=16, noise_floor=noise_floor,
+                                     progress=lambda d, n: calls.append(d))
+    assert calls == list(range(1, 9))
+    for name in ("depth", "all_in_focus", "confidence", "uncertainty"):
+        a, b = getattr(whole, name), getattr(banded, name)
+        assert a.shape == b.shape
+        assert float((a - b).abs().max()) < 1e-4, name
+
+
+def test_slices_on_disk_read_back_as_float16():
+    from core.focal_stack.banded import SliceStore, depth_from_focus_banded
+
+    images = focal_slices(60, 80)
+    with SliceStore(3, 60, 80, 3, in_memory_bytes=0) as store:
+        assert store.on_disk
+        for i, s in enumerate(images):
+            store.put(i, s)
+        assert np.abs(store.rows(1, 10, 20) - images[1][10:20]).max() < 1e-3
+        out = depth_from_focus_banded(store, [0.5, 1.0, 2.0], rows=8)
+    # The left half is sharpest in the first slice (0.5 m), the right half in the last (2 m).
+    depth = out.depth[0, 0].numpy()
+    assert np.median(depth[:, 10:30]) < 0.7 and np.median(depth[:, 50:70]) > 1.5
