@@ -105,7 +105,7 @@ def locate_by_depth(depth: np.ndarray, box: Box, distance_m: float, tolerance: f
     For a subject the appearance check has lost while it is partly hidden: its visible part still
     stands at the distance it should have. Pixels within ``tolerance`` (log depth) of ``distance_m``
     in a window ``reach`` box sizes around ``box`` are counted under every placement of the box;
-    of the placements covering at least 80 % of the best (and at least ``min_cover`` of the box),
+    of the placements covering at least 90 % of the best (and at least ``min_cover`` of the box),
     the one nearest ``box`` wins. ``None`` when nothing there is at that distance.
     """
     h, w = depth.shape
@@ -124,7 +124,7 @@ def locate_by_depth(depth: np.ndarray, box: Box, distance_m: float, tolerance: f
     best = float(cover.max())
     if best < min_cover:
         return None
-    ys, xs = np.nonzero(cover >= 0.8 * best)
+    ys, xs = np.nonzero(cover >= 0.9 * best)
     cx, cy = 0.5 * (box[0] + box[2]) - sx0, 0.5 * (box[1] + box[3]) - sy0
     k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
     x, y = sx0 + xs[k] + 0.5, sy0 + ys[k] + 0.5

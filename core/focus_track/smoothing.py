@@ -17,8 +17,8 @@ focus puller could have made:
 3. *follow*: a critically damped second-order follower (no overshoot), its speed limited to the
    maximum rack speed and its acceleration to rack speed / ease time (ease in and out);
    with ``anticipate`` it runs forward and then backward over the clip (zero phase: no lag behind a
-   walking subject, as a rehearsed pull has none), on a series padded by odd reflection so that
-   the ends do not lag either, and twiced (the smoothed residual added back) so that it does not
+   walking subject, as a rehearsed pull has none), on a series padded by quadratic extrapolation
+   so that the ends do not lag either, and twiced (the smoothed residual added back) so that it does not
    cut the corners of an accelerating pull. The result is finally clamped to the rack speed.
 
 Inputs and outputs are numpy arrays of shape (T,); distances in metres, dioptres in 1/m.
@@ -50,7 +50,7 @@ class PullerSettings:
 
     fps: float = 24.0
     max_rack_dioptres_per_s: float = 2.0
-    response_s: float = 0.1
+    response_s: float = 0.05
     ease_s: float = 0.15
     dead_band_dioptres: float = 0.0
     settle_frames: int = 6
@@ -170,13 +170,20 @@ def limit_rate(values: np.ndarray, max_step: float) -> np.ndarray:
     return out
 
 
-def _reflect_pad(values: np.ndarray, pad: int) -> np.ndarray:
-    """Odd reflection at both ends (as scipy's filtfilt pads): a linear trend continues."""
-    if pad <= 0 or len(values) < 2:
+def _extrapolate_pad(values: np.ndarray, pad: int, fit: int = 8) -> np.ndarray:
+    """``pad`` samples added at both ends, continuing a quadratic fitted to the ``fit`` samples
+    there: an accelerating pull keeps accelerating past the ends (odd reflection would put an
+    inflection there, which the follower then cuts)."""
+    n = len(values)
+    if pad <= 0 or n < 2:
         return values
-    pad = min(pad, len(values) - 1)
-    head = 2.0 * values[0] - values[pad:0:-1]
-    tail = 2.0 * values[-1] - values[-2:-pad - 2:-1]
+    degree = 2 if n >= 4 else 1
+    k = min(fit, n)
+    t = np.arange(k, dtype=np.float64)
+    head_fit = np.polyfit(t, values[:k], degree)
+    tail_fit = np.polyfit(t, values[-k:], degree)
+    head = np.polyval(head_fit, np.arange(-pad, 0, dtype=np.float64))
+    tail = np.polyval(tail_fit, np.arange(k, k + pad, dtype=np.float64))
     return np.concatenate([head, values, tail])
 
 
@@ -201,7 +208,7 @@ def pull_focus(raw_m: np.ndarray, held: np.ndarray, settings: PullerSettings) ->
     accel = rate / max(settings.ease_s, 1e-6)
     if settings.anticipate:
         pad = int(round(6.0 * settings.response_s * settings.fps)) + 2
-        padded = _reflect_pad(target, pad)
+        padded = _extrapolate_pad(target, pad)
 
         def zero_phase(values: np.ndarray) -> np.ndarray:
             forward = follow(values, settings.fps, settings.response_s, rate, accel)

@@ -48,7 +48,7 @@ class FocusTrackParams:
     scale_from_depth: bool = param(True, help="the box's size follows the subject's distance")
     fps: float = param(24.0, help="frames per second of the clip")
     max_rack_dioptres_per_s: float = param(2.0, help="fastest focus pull, dioptres per second", cli="max-rack")
-    response_s: float = param(0.1, unit="s", help="time constant of the critically damped follow")
+    response_s: float = param(0.05, unit="s", help="time constant of the critically damped follow")
     ease_s: float = param(0.15, unit="s", help="time to reach the maximum rack speed (ease in and out)")
     dead_band: float = param(0.25, help="focus rests while the target moves less than this share of the "
                                        "depth of field")
