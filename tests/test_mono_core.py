@@ -246,6 +246,19 @@ def test_alignment_removes_per_frame_gauge_flicker():
     assert float((smoothed[10][disc] - aligned_normalised[10][disc]).abs().mean()) < 0.02
 
 
+def test_flicker_counts_static_pixels_only():
+    frames = torch.zeros(3, 1, 2, 2)
+    frames[1, 0, 0, 0], frames[2, 0, 0, 0] = 1.0, 1.0  # one pixel moves between frames 0 and 1
+    frames[2, 0, 1, 1] = 0.5
+    assert flicker(frames) == pytest.approx((1.0 + 0.5) / 8)
+    static = torch.ones(2, 2, dtype=torch.bool)
+    static[0, 0] = False
+    assert flicker(frames, static) == pytest.approx(0.5 / 6)
+    pairs = torch.ones(2, 1, 2, 2, dtype=torch.bool)
+    pairs[0, 0, 0, 0] = False  # the moving pixel is excluded from the first pair only
+    assert flicker(frames, pairs) == pytest.approx(0.5 / 7)
+
+
 def test_sequence_aligner_checks_its_settings():
     with pytest.raises(InputError):
         SequenceAligner(smoothing=1.0)

@@ -105,7 +105,8 @@ def flicker(frames: torch.Tensor, static: torch.Tensor | None = None) -> float:
 
     Args:
         static: (H, W), (1, 1, H, W) or (T, 1, H, W) bool, True where the scene does not move
-            (for (T, ...) masks a pixel counts between t-1 and t when static in both).
+            (for (T, ...) masks a pixel counts between t-1 and t when static in both), or
+            (T - 1, 1, H, W): one mask per pair of frames.
     """
     check(frames.dim() == 4 and frames.shape[0] >= 2, f"flicker needs (T >= 2, 1, H, W) frames, got {tuple(frames.shape)}")
     change = (frames[1:] - frames[:-1]).abs()
@@ -113,7 +114,7 @@ def flicker(frames: torch.Tensor, static: torch.Tensor | None = None) -> float:
         return float(change.mean())
     mask = static.bool()
     mask = mask.view(1, 1, *mask.shape[-2:]) if mask.dim() == 2 else mask
-    if mask.shape[0] == frames.shape[0] and frames.shape[0] > 1:
+    if mask.shape[0] == frames.shape[0]:
         mask = mask[1:] & mask[:-1]
     mask = mask.expand_as(change)
     check(bool(mask.any()), "flicker needs at least one static pixel")
