@@ -42,6 +42,7 @@ dataset-samples: $(STAMP)
 	  $(PY) -m blender_scenes.generate --kind $$kind --count 2 --size 128 128 --out blender_scenes/samples/$$kind --quiet || exit 1; done
 	$(PY) -m blender_scenes.generate --kind sweep --count 1 --size 128 96 --frames 8 --out blender_scenes/samples/sweep --quiet
 	$(PY) -m blender_scenes.generate --kind mono --count 2 --size 160 128 --split test --seed 1 --out blender_scenes/samples/mono --quiet
+	$(PY) -m blender_scenes.generate --kind track --count 1 --size 128 72 --frames 12 --split dev --seed 7 --no-preview --out blender_scenes/samples/track --quiet
 
 # Retrain a shipped network from scratch, one command each: render its Cycles data (resumable: a
 # re-run skips finished samples), run every training stage in order, then score it on the held-out
