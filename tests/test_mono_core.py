@@ -93,6 +93,21 @@ def test_onnx_imagenet_normalisation(tmp_path):
     assert torch.allclose(plain, min_max_normalise(image[:, 1:2]), atol=1e-5)
 
 
+def test_onnx_depth_anything_style_rank3_output(tmp_path):
+    """Depth Anything V2 exports return (N, H, W): the map is read all the same."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [1, 3, 1, 1], [0.0, 0.0, 1.0])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    path = save_graph(tmp_path / "da.onnx", [helper.make_node("Conv", ["pixel_values", "w"], ["y"]),
+                                             helper.make_node("Squeeze", ["y", "axes"], ["predicted_depth"])],
+                      [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+                      [helper.make_tensor_value_info("predicted_depth", TensorProto.FLOAT, ["batch", "height", "width"])],
+                      [w, axes])
+    backend = OnnxBackend(path, size=56, normalisation="unit")
+    assert (backend.info.input_name, backend.info.output_name) == ("pixel_values", "predicted_depth")
+    image = torch.rand(1, 3, 28, 56, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(backend.predict(image), min_max_normalise(image[:, 2:3]), atol=1e-5)
+
+
 def test_onnx_fixed_input_size_wins(tmp_path):
     path = conv_model(tmp_path / "fixed.onnx", (1.0, 0.0, 0.0), shape=(1, 3, 56, 84))
     backend = OnnxBackend(path, size=518)
