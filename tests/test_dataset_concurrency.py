@@ -160,7 +160,7 @@ def test_three_runs_one_killed_then_resumed_equal_one_run(reference: Path, tmp_p
     procs = [start(root) for _ in range(3)]
     victim = procs[1]
     # Kill the victim while it renders: it holds a claim and has a temporary folder.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline and victim.poll() is None:
         held = [p for p in (io.claim_files(root) if root.is_dir() else [])
                 if f"-{victim.pid}-" in p.read_text(errors="replace")]
