@@ -28,7 +28,8 @@ ENV_PYTHON = "REFOCUS_PYTHON"
 def repository_root() -> Path | None:
     """The Refocus repository this add-on runs from, or ``None`` once installed as an extension."""
     root = Path(__file__).resolve().parent.parent
-    return root if (root / "core" / "worker.py").is_file() else None
+    worker = root / "core" / "worker"
+    return root if (worker / "__main__.py").is_file() or worker.with_suffix(".py").is_file() else None
 
 
 def _venv_python(root: Path) -> Path:
@@ -80,7 +81,16 @@ def preferences() -> RefocusPreferences | None:
 def worker_python() -> str:
     """The worker's Python executable; :class:`RefocusError` says how to set it when none is found."""
     prefs = preferences()
-    configured = bpy.path.abspath(prefs.worker_python) if prefs is not None and prefs.worker_python else ""
+    configured = prefs.worker_python.strip() if prefs is not None and prefs.worker_python else ""
+    if configured:
+        # Not bpy.path.abspath: a "//" path means "next to the open .blend", and a .blend from
+        # anywhere must not choose the program the add-on runs.
+        if configured.startswith("//"):
+            raise RefocusError(f"the Worker Python preference must be an absolute path, not one relative to the "
+                               f".blend file ({configured})")
+        configured = os.path.expanduser(configured)
+        if not os.path.isabs(configured):
+            raise RefocusError(f"the Worker Python preference must be an absolute path, got {configured}")
     candidates = [(configured, "the Worker Python preference"), (os.environ.get(ENV_PYTHON, ""), f"${ENV_PYTHON}")]
     root = repository_root()
     if root is not None:

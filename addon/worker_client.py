@@ -9,6 +9,14 @@ driven by a timer), or waited for when a render needs the result before it can c
 Two threads read the worker's stdout and stderr into queues, so neither pipe can fill up and stall
 it. When the worker dies (a crash, out of memory, killed), every request still open fails with a
 :class:`RefocusError` quoting its last lines on stderr, and the next request starts a fresh worker.
+A worker that stops talking (stopped with SIGSTOP, hung, swapped to a halt) is caught the same
+way: it sends a heartbeat every second while it computes, and after :data:`SILENCE_TIMEOUT_S`
+without a word it is killed and its requests fail, so a render goes on without the node.
+
+The worker is started in isolated mode (``python -I``: neither the working directory, nor
+``$PYTHONPATH``, nor the user's site-packages are on its path) with the core's folder given
+explicitly, so a ``core/`` folder in Blender's working directory cannot run instead of the real
+core; the ready message names the core that runs, and it must be the expected one.
 """
 
 from __future__ import annotations
@@ -32,6 +40,14 @@ from .preferences import repository_root, worker_python
 
 PROTOCOL = contract.protocol()  # core.contract.PROTOCOL_VERSION, shipped in op_specs.json
 START_TIMEOUT_S = 180.0  # the first import of torch after installation can take a minute
+SILENCE_TIMEOUT_S = 60.0  # a computing worker sends a heartbeat every second; a minute of silence is a hang
+# Run by ``python -I -c``: put the given repository (if any) first on the path, then serve.
+BOOTSTRAP = ("import sys\n"
+             "root = sys.argv[1]\n"
+             "if root:\n"
+             "    sys.path.insert(0, root)\n"
+             "from core.worker.server import main\n"
+             "raise SystemExit(main())\n")
 STDERR_LINES = 40
 
 ProgressFn = Callable[[int, int], None]
@@ -72,6 +88,7 @@ class WorkerClient:
         self.start_seconds = 0.0
         self.process: subprocess.Popen[str] | None = None
         self.exited = False
+        self.last_heard = time.monotonic()  # when the worker last said anything
 
     # ------------------------------------------------------------------------------ lifetime
     def start(self) -> None:
@@ -79,14 +96,14 @@ class WorkerClient:
         env = dict(os.environ)
         env.pop("PYTHONHOME", None)  # Blender's, which would hijack the worker's own standard library
         root = repository_root()
-        if root is not None:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
         begin = time.perf_counter()
         try:
+            # -I: no working directory, $PYTHONPATH or user site on the path (a core/ folder beside
+            # the .blend must not run); the repository, when the add-on runs from one, is given explicitly.
             self.process = subprocess.Popen(
-                [self.python, "-u", "-m", "core.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, encoding="utf-8", bufsize=1, env=env,
-                cwd=str(root) if root is not None else None,
+                [self.python, "-I", "-u", "-c", BOOTSTRAP, str(root) if root is not None else ""],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                encoding="utf-8", bufsize=1, env=env, cwd=str(root) if root is not None else None,
             )
         except OSError as exc:
             raise RefocusError(f"cannot start the worker Python {self.python}: {exc.strerror or exc}") from None
@@ -107,7 +124,12 @@ class WorkerClient:
             self.close()
             raise RefocusError(f"the Refocus core at {self.python} speaks worker protocol "
                                f"{message.get('protocol')}, this add-on {PROTOCOL}: update one of them")
+        core_path = message.get("core_path")
+        if root is not None and (not isinstance(core_path, str) or not _same_folder(core_path, root / "core")):
+            self.close()
+            raise RefocusError(f"the worker ran the core at {core_path}, not this add-on's {root / 'core'}")
         self.info = message
+        self.last_heard = time.monotonic()
         self.start_seconds = time.perf_counter() - begin
 
     @property
@@ -131,6 +153,8 @@ class WorkerClient:
 
     # ------------------------------------------------------------------------------ requests
     def submit(self, op: str, inputs: dict[str, Any], params: dict[str, Any], outputs: dict[str, str]) -> Request:
+        if not self.requests:
+            self.last_heard = time.monotonic()  # the silence clock starts with the first open request
         request = Request(next(self.ids), op)
         self.requests[request.id] = request
         self._send({"id": request.id, "op": op, "inputs": inputs, "params": params, "outputs": outputs})
@@ -140,11 +164,16 @@ class WorkerClient:
         if not request.finished and self.alive:
             self._send({"op": "cancel", "target": request.id})
 
-    def pump(self, block_s: float = 0.0) -> None:
-        """Apply every answer received so far to its request; wait up to ``block_s`` for the first."""
+    def pump(self, block_s: float = 0.0, timeout_s: float | None = None) -> None:
+        """Apply every answer received so far to its request; wait up to ``block_s`` for the first.
+
+        With requests open and no word from the worker for ``timeout_s`` (default
+        :data:`SILENCE_TIMEOUT_S`), the worker is given up (:meth:`_give_up`).
+        """
         try:
             message = self.events.get(timeout=block_s) if block_s > 0 else self.events.get_nowait()
         except queue.Empty:
+            self._check_silence(SILENCE_TIMEOUT_S if timeout_s is None else timeout_s)
             return
         while True:
             self._apply(message)
@@ -153,20 +182,24 @@ class WorkerClient:
             except queue.Empty:
                 return
 
-    def wait(self, request: Request, progress: ProgressFn | None = None) -> None:
-        """Block until ``request`` has its result or its error, reporting progress as it comes."""
+    def wait(self, request: Request, progress: ProgressFn | None = None, timeout_s: float | None = None) -> None:
+        """Block until ``request`` has its result or its error, reporting progress as it comes.
+
+        A worker silent for ``timeout_s`` (default :data:`SILENCE_TIMEOUT_S`) while the request is
+        open is killed, and the request fails (kind ``unresponsive``) instead of waiting forever.
+        """
         seen = (-1, -1)
         while not request.finished:
-            self.pump(block_s=0.25)
+            self.pump(block_s=0.25, timeout_s=timeout_s)
             if progress is not None and request.total and (request.done, request.total) != seen:
                 seen = (request.done, request.total)
                 progress(*seen)
 
     def run(self, op: str, inputs: dict[str, Any], params: dict[str, Any], outputs: dict[str, str],
-            progress: ProgressFn | None = None) -> dict[str, Any]:
+            progress: ProgressFn | None = None, timeout_s: float | None = None) -> dict[str, Any]:
         """Submit, wait, and return the result (or raise the request's :class:`RefocusError`)."""
         request = self.submit(op, inputs, params, outputs)
-        self.wait(request, progress)
+        self.wait(request, progress, timeout_s)
         if request.error is not None:
             raise request.error
         assert request.result is not None
@@ -185,6 +218,32 @@ class WorkerClient:
             self.exited = True
             self._fail_all(f"the Refocus worker stopped unexpectedly: {self._last_words()}")
 
+    def _check_silence(self, timeout_s: float) -> None:
+        if not self.requests or self.process is None:
+            self.last_heard = time.monotonic()  # idle silence is fine: the clock starts with a request
+            return
+        if not self.info.get("heartbeat_s"):
+            return  # a core without heartbeats: silence during a long op is normal for it
+        silent = time.monotonic() - self.last_heard
+        if silent > timeout_s:
+            self._give_up(f"the Refocus worker is not responding (no word for {silent:.0f} s; stopped or hung); "
+                          f"it was stopped and will restart with the next request")
+
+    def _give_up(self, text: str) -> None:
+        """Kill an unresponsive worker and fail its requests; the next request starts a fresh one."""
+        process, self.process = self.process, None
+        self.exited = True
+        if process is not None:
+            try:
+                process.kill()  # SIGKILL reaches a stopped process too
+                process.wait(timeout=5.0)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        for request in list(self.requests.values()):
+            request.kind = "unresponsive"
+            request.error = RefocusError(text)
+        self.requests.clear()
+
     def _apply(self, message: dict[str, Any] | None) -> None:
         if message is None:  # stdout closed: the process is gone
             self.exited = True
@@ -192,10 +251,13 @@ class WorkerClient:
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
             self._fail_all(f"the Refocus worker stopped unexpectedly ({how}): {self._last_words()}")
             return
+        self.last_heard = time.monotonic()
         request = self.requests.get(message.get("id"))  # type: ignore[arg-type]
         if request is None:
             return
         event = message.get("event")
+        if event == "heartbeat":
+            return
         if event == "progress":
             request.done, request.total = int(message["done"]), int(message["total"])
         elif event == "done":
@@ -233,6 +295,13 @@ class WorkerClient:
         for line in process.stderr:
             self.stderr.append(line.rstrip("\n"))
             sys.stderr.write(f"[refocus worker] {line}")
+
+
+def _same_folder(a: str, b: Any) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 _client: WorkerClient | None = None

@@ -15,6 +15,9 @@
   "warnings", "seconds"}`` or ``{"event": "error", "kind": ..., "message": ...}``, ``kind`` being
   ``input`` (bad input, a sentence for the user), ``cancelled``, ``unsupported`` (no such op in
   this core), ``protocol`` (a line that is not a request) or ``internal`` (a bug).
+* While a request computes, ``{"id": 7, "event": "heartbeat"}`` comes every ``heartbeat_s`` seconds
+  (given in the ready message, with ``core_path``, the folder of the core that runs): a worker
+  that falls silent is stopped or hung, and the add-on gives up on it.
 * ``{"op": "cancel", "target": 7}`` stops request 7 at its next progress step (or before it
   starts); ``{"op": "shutdown"}`` (or closing stdin) ends the worker.
 """

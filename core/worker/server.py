@@ -30,6 +30,7 @@ from .ops import registry
 from .protocol import Cancelled, Job
 
 MAX_LINE = 1 << 20  # a request is a few hundred bytes; a megabyte line is not one
+HEARTBEAT_S = 1.0  # while a request computes, a heartbeat this often tells the add-on the worker lives
 
 
 class BadRequest(Exception):
@@ -59,7 +60,9 @@ class Server:
 
         from .. import __version__
 
+        core_path = str(Path(__file__).resolve().parents[1])  # which core runs: the add-on checks it
         return {"event": "ready", "protocol": PROTOCOL_VERSION, "core": __version__, "pid": os.getpid(),
+                "core_path": core_path, "heartbeat_s": HEARTBEAT_S,
                 "ops": sorted(self.ops), "specs": {n: op.spec.to_json() for n, op in sorted(self.ops.items())},
                 "device": "cuda" if torch.cuda.is_available() else "cpu", "torch": torch.__version__}
 
@@ -67,6 +70,7 @@ class Server:
         self.send(self.ready())
         thread = threading.Thread(target=self._compute, name="refocus-compute", daemon=True)
         thread.start()
+        threading.Thread(target=self._heartbeat, name="refocus-heartbeat", daemon=True).start()
         for line in self.stdin:
             if not line.strip():
                 continue
@@ -104,6 +108,8 @@ class Server:
         if not isinstance(outputs, dict) or not all(isinstance(v, str) for v in outputs.values()):
             raise BadRequest("outputs must map each output to a file path")
         known = {o.key for o in op.spec.outputs}
+        if not outputs:
+            raise InputError(f"{op.spec.name}: the request names no output file; it gives {', '.join(sorted(known))}")
         unknown = sorted(set(outputs) - known)
         if unknown:
             raise InputError(f"{op.spec.name}: unknown output(s) {', '.join(unknown)}; it gives {', '.join(sorted(known))}")
@@ -119,6 +125,17 @@ class Server:
         current = self.current
         if current is not None and current.id == target:
             current.cancel.set()
+
+    def _heartbeat(self) -> None:
+        """Say "still here" while a request computes (a stopped or hung process falls silent)."""
+        while True:
+            time.sleep(HEARTBEAT_S)
+            job = self.current
+            if job is not None:
+                try:
+                    self.send({"id": job.id, "event": "heartbeat"})
+                except (OSError, ValueError):  # the add-on closed the pipe: nothing to tell
+                    return
 
     def _compute(self) -> None:
         while (job := self.jobs.get()) is not None:
