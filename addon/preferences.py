@@ -18,11 +18,12 @@ import sys
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .errors import RefocusError
 
 ENV_PYTHON = "REFOCUS_PYTHON"
+ENV_FAIL_RENDER = "REFOCUS_FAIL_RENDER_ON_ERROR"  # "1"/"0" overrides Fail Render on Node Error (farms)
 
 
 def repository_root() -> Path | None:
@@ -60,6 +61,21 @@ class RefocusPreferences(bpy.types.AddonPreferences):
                     "and re-rendering do not recompute",
         default=1024, min=0, soft_max=16384,
     )
+    fail_render_on_error: BoolProperty(
+        name="Fail Render on Node Error",
+        description="In background renders (blender -b, the bpy module), a Refocus node that fails ends "
+                    f"Blender with exit code 1 and the node's message on stderr, before the frame is written "
+                    f"(${ENV_FAIL_RENDER}=0 or 1 overrides this)",
+        default=True,
+    )
+    failed_node_output: EnumProperty(
+        name="Failed Nodes Show",
+        description="What a Refocus node that failed gives the rest of the compositor",
+        items=(("MARKED", "Input, Marked", "Its input with magenta stripes over it, as Blender shows a missing "
+                "texture: a failed frame cannot pass for a good one"),
+               ("PASS_THROUGH", "Input", "Its input unchanged")),
+        default="MARKED",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -71,6 +87,9 @@ class RefocusPreferences(bpy.types.AddonPreferences):
         row = layout.row()
         row.prop(self, "device")
         row.prop(self, "cache_megabytes")
+        row = layout.row()
+        row.prop(self, "fail_render_on_error")
+        row.prop(self, "failed_node_output")
 
 
 def preferences() -> RefocusPreferences | None:
@@ -113,3 +132,18 @@ def worker_device() -> str:
 def cache_bytes() -> int:
     prefs = preferences()
     return (prefs.cache_megabytes if prefs is not None else 1024) * 1024 * 1024
+
+
+def fail_render_on_error() -> bool:
+    """Whether a background render holding a failed Refocus node must fail (exit code 1)."""
+    override = os.environ.get(ENV_FAIL_RENDER, "").strip()
+    if override:
+        return override not in ("0", "false", "no", "off")
+    prefs = preferences()
+    return prefs.fail_render_on_error if prefs is not None else True
+
+
+def mark_failed_nodes() -> bool:
+    """Whether a failed node's colour outputs carry the magenta marker (else its input, unchanged)."""
+    prefs = preferences()
+    return prefs.failed_node_output == "MARKED" if prefs is not None else True
