@@ -40,6 +40,9 @@ def blender_env(user_dir: Path, python: str | None = None, **extra: str) -> dict
     env["BLENDER_USER_RESOURCES"] = str(user_dir)
     env["REFOCUS_PYTHON"] = python or sys.executable
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    # Sessions look at failed nodes after their renders: a background render must go on (the farm
+    # tests, tests/test_addon_farm.py, pass "" to get the preference's own default back).
+    env.setdefault("REFOCUS_FAIL_RENDER_ON_ERROR", "0")
     return env
 
 
