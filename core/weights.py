@@ -83,7 +83,8 @@ def read_weights(path: str | Path, what: str) -> dict[str, Any]:
     with open(p, "rb") as f:
         magic = f.read(4)
     # torch.save writes a zip; files of torch < 1.6 are a bare pickle (protocol 2+ starts with 0x80).
-    check(magic[:2] == b"PK" or magic[:1] == b"\x80", f"{p} is not a {what} weights file (not a PyTorch file)")
+    check(magic[:2] == b"PK" or magic[:1] == b"\x80", f"cannot read weights {p}: not a PyTorch file "
+                                                        f"({what} weights expected)")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -92,7 +93,7 @@ def read_weights(path: str | Path, what: str) -> dict[str, Any]:
         fail(f"refused to load {what} weights {p}: the file needs code to load"
              f"{f' ({found.group(1)})' if found else ''}, and only plain tensors and dicts are read")
     except Exception as exc:  # corrupt or foreign files raise a zoo of errors
-        fail(f"cannot read {what} weights {p}: {_one_line(exc)}")
+        fail(f"cannot read weights {p} ({what} weights expected): {_one_line(exc)}")
     check(isinstance(payload, dict), f"{p} is not a {what} weights file (it holds a {type(payload).__name__}, "
                                      f"expected a dict with format, config, state_dict and meta)")
     if "format" not in payload and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import check, check_image
-from ..weights import WEIGHTS_DIR, read_weights, save_weights
+from ..weights import WEIGHTS_DIR, load_state, read_weights, save_weights
 from ..weights import default_weights as _default_weights
 from .depth_from_focus import FocusResult
 from .slices import check_focus_distances, depth_from_dioptres
@@ -43,10 +43,9 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     """A StereoNet in eval mode with the weights at ``path`` (default :func:`default_weights`)."""
     from .nets import FocalStackNet, NetConfig
 
-    payload = read_weights(path if path is not None else default_weights(), WHAT)
-    model = FocalStackNet(NetConfig(**payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.meta = payload.get("meta", {})
+    path = path if path is not None else default_weights()
+    payload = read_weights(path, WHAT)
+    model = load_state(FocalStackNet, NetConfig, payload, path, WHAT)  # one line for any mismatch
     return model.to(device).eval()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import check, check_image
-from ..weights import WEIGHTS_DIR, read_weights, save_weights
+from ..weights import WEIGHTS_DIR, load_state, read_weights, save_weights
 from ..weights import default_weights as _default_weights
 from .confidence import cost_volume_confidence, upsample_confidence
 from .result import StereoResult
@@ -62,15 +62,14 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
     StereoNet, or the SGBM-guided refiner when the file holds one (module doc)."""
     from .nets import NetConfig, StereoNet
 
-    payload = read_weights(path if path is not None else default_weights(), WHAT)
+    path = path if path is not None else default_weights()
+    payload = read_weights(path, WHAT)
     if payload["config"].get("kind") == REFINED_KIND:
         from .refiner_net import GuidedConfig, GuidedStereoNet
 
-        model = GuidedStereoNet(GuidedConfig.from_dict(payload["config"]))
+        model = load_state(GuidedStereoNet, GuidedConfig, payload, path, WHAT)
     else:
-        model = StereoNet(NetConfig.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.meta = payload.get("meta", {})
+        model = load_state(StereoNet, NetConfig, payload, path, WHAT)  # one line for any mismatch
     return model.to(device).eval()
 
 
