@@ -665,7 +665,8 @@ def _dead_temp_file(entry: Path, timeout_s: float, now: float) -> bool:
     match = _TEMP_FILE.match(entry.name)
     if match is None:
         return False
-    return age > timeout_s or (age > 5.0 and _process_started(int(match.group(1))) is None)
+    # The pid may be another host's: only a file left unwritten for a minute counts as abandoned.
+    return age > timeout_s or (age > 60.0 and _process_started(int(match.group(1))) is None)
 
 
 def stray_entries(root: str | os.PathLike[str]) -> list[str]:

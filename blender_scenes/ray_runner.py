@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from core.errors import check
+from core.errors import check, fail
 from core.progress import ProgressBar
 
 from . import dataset_io as io
@@ -92,7 +92,10 @@ def run(generator_args: Sequence[str], kind: str, count: int, out: Path, descrip
         {"shards", "rendered" (samples new this run), "complete", "seconds", "samples_per_s",
         "failed" (shards that failed every try), "retried", "nodes"}.
     """
-    import ray
+    try:
+        import ray
+    except ImportError:
+        fail("--ray needs Ray: pip install 'ray[default]' (or use --shard i/N with another scheduler)")
 
     out = Path(out).resolve()
     io.open_dataset(out, description)

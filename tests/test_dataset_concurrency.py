@@ -103,7 +103,7 @@ def test_a_held_claim_is_refreshed_and_sweep_clears_what_dead_runs_left(tmp_path
     (tmp_path / ".000002.claim").write_text(json.dumps({"host": io.HOST, "pid": os.getpid(), "token": "live-token",
                                                         "start": io._process_started(os.getpid())}))
     for path in (orphan, temp_file, keep):
-        os.utime(path, (time.time() - 10, time.time() - 10))
+        os.utime(path, (time.time() - 100, time.time() - 100))
     removed = io.sweep(tmp_path)
     assert sorted(removed) == sorted([".000001.claim", orphan.name, temp_file.name])
     assert keep.is_dir() and (tmp_path / ".000002.claim").is_file()
