@@ -454,15 +454,16 @@ def read_image(path: str | os.PathLike[str], nan_policy: str = "error") -> np.nd
     elif raw.shape[2] >= 3:
         order = [2, 1, 0] + ([3] if raw.shape[2] == 4 else [])
         raw = raw[..., order]
-    if raw.dtype == np.uint8:
-        values = raw.astype(np.float32) / 255.0
-    elif raw.dtype == np.uint16:
-        values = raw.astype(np.float32) / 65535.0
-    else:
+    if raw.dtype not in (np.uint8, np.uint16):
         check(np.issubdtype(raw.dtype, np.floating), f"image {p} has unsupported samples ({raw.dtype})")
         return apply_nan_policy(raw.astype(np.float32), nan_policy, f"image {p}")  # float TIFF: already linear
-    colour = min(values.shape[2], 3)
-    values[..., :colour] = srgb_to_linear(values[..., :colour])
+    # A lookup table per code value: the same numbers as srgb_to_linear(raw / scale), with no
+    # full-frame temporaries (an 8000x6000 frame would need three).
+    scale = 255 if raw.dtype == np.uint8 else 65535
+    levels = np.arange(scale + 1, dtype=np.float32) / np.float32(scale)
+    values = srgb_to_linear(levels)[raw]
+    if raw.shape[2] == 4:
+        values[..., 3] = levels[raw[..., 3]]  # alpha stays linear
     return values
 
 
@@ -493,15 +494,14 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, bit_depth: int 
     else:
         depth = bit_depth or 16
     check(depth in (8, 16), f"bit depth must be 8 or 16, got {depth}")
-    encoded = img.copy()
-    colour = min(img.shape[2], 3)
-    encoded[..., :colour] = linear_to_srgb(img[..., :colour])
-    encoded = np.clip(encoded, 0.0, 1.0)
     scale, dtype = (255.0, np.uint8) if depth == 8 else (65535.0, np.uint16)
-    out = np.round(encoded * scale).astype(dtype)
-    if out.shape[2] >= 3:
-        order = [2, 1, 0] + ([3] if out.shape[2] == 4 else [])
-        out = out[..., order]
+    colour = min(img.shape[2], 3)
+    order = ([2, 1, 0] + ([3] if img.shape[2] == 4 else [])) if img.shape[2] >= 3 else [0]
+    out = np.empty(img.shape, dtype)
+    for y in range(0, img.shape[0], 256):  # in bands of rows: the float temporaries stay small
+        band = img[y:y + 256].copy()
+        band[..., :colour] = linear_to_srgb(band[..., :colour])
+        out[y:y + 256] = np.round(np.clip(band, 0.0, 1.0) * scale)[..., order]
     with atomic_write(path) as tmp:
         # Full-resolution chroma: 4:2:0 subsampling smears colour edges that a refocus must keep.
         params = ([cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
