@@ -34,10 +34,11 @@ that renders it. JSON is written with sorted keys and no timestamps or paths.
 What is reproducible (measured with bpy 5.0.1, Cycles on the CPU): scenes, records, depth,
 disparity and every other one-channel map are byte-identical from run to run, and so is colour
 rendered without the denoiser (``--no-denoise``). OpenImageDenoise is not: the same sample
-denoised twice, even in one process, on one thread or pinned to one core, at any denoiser quality,
-differs by one half-float step in about 0.1-0.4 % of its pixels. So with the denoiser the colour
-files, and hence the checksums in records and manifest, vary from run to run; each file entry
-says whether it is ``reproducible``, and :func:`sample_digest` hashes only what is.
+denoised twice, even in one process, on one thread or pinned to one core, at any denoiser quality
+(fast, balanced, high), with or without albedo and normal passes and prefilter, differs by one
+half-float step in about 0.1-0.4 % of its pixels. So with the denoiser the colour files, and
+hence the checksums in records and manifest, vary from run to run; each file entry says whether
+it is ``reproducible``, and :func:`sample_digest` (the manifest's ``digest``) hashes only what is.
 """
 
 from __future__ import annotations
