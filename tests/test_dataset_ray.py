@@ -72,3 +72,14 @@ def test_ray_shards_equal_one_run_retry_and_resume(cluster: object, tmp_path: Pa
     assert figures["shards"] == 1 and figures["rendered"] == 2 and not figures["failed"]
     assert validate(out).ok
     assert files_of(out) == files_of(reference)
+
+
+def test_ray_refuses_a_shard_of_its_own_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "blender_scenes.generate", *ARGV, "--out", str(tmp_path / "x"),
+                           "--ray", "--shard", "0/2"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--shard" in proc.stderr
+    assert not (tmp_path / "x").exists()
