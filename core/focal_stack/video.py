@@ -159,3 +159,195 @@ def _to_tensor(frame: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(frame, torch.Tensor):
         return frame
     return torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))
+
+
+# ------------------------------------------------------------------ video depth from defocus
+@dataclass(frozen=True)
+class VideoDepth:
+    """Per-frame outputs of :func:`video_depth` for T frames.
+
+    Attributes:
+        depth: (T, 1, H, W) planar metres.
+        all_in_focus: (T, C, H, W) scene-linear (layered Wiener deconvolution of each frame's stack).
+        confidence: (T, 1, H, W) in [0, 1].
+        uncertainty: (T, 1, H, W) one standard deviation of depth, metres.
+        inverse_uncertainty: (T, 1, H, W) the same in dioptres.
+        focus_distances: T focus distances in metres, refined when asked.
+        independent_depth: (T, 1, H, W) per-frame depth before temporal fusion (for comparison).
+    """
+
+    depth: torch.Tensor
+    all_in_focus: torch.Tensor
+    confidence: torch.Tensor
+    uncertainty: torch.Tensor
+    inverse_uncertainty: torch.Tensor
+    focus_distances: list[float]
+    independent_depth: torch.Tensor
+
+
+def temporal_fusion(inverse: torch.Tensor, spread: torch.Tensor, guide: torch.Tensor, *, colour_sigma: float = 0.04,
+                    carry: float = 0.8, floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Temporal smoothing of per-frame inverse depth by its own uncertainty (seed 001's temporal step).
+
+    A forward and a backward recursive filter, each fusing a frame's estimate with the previous
+    (next) frame's fused one in proportion to their precisions 1 / spread^2, the carried precision
+    multiplied by ``carry`` (old evidence fades) and by exp(-(delta guide / colour_sigma)^2), the
+    change of the pixel's all-in-focus grey between the frames: where something moves, the pixel
+    changes and the past does not carry over. The two passes are combined without counting the
+    frame's own estimate twice.
+
+    Args:
+        inverse, spread: (T, 1, H, W) dioptres.
+        guide: (T, 1, H, W) all-in-focus grey (sRGB-encoded), the motion cue.
+
+    Returns:
+        (T, 1, H, W) fused inverse depth and its spread, dioptres.
+    """
+    t_count = inverse.shape[0]
+    precision = 1.0 / (spread.clamp_min(floor) ** 2)
+    links = torch.exp(-((guide[1:] - guide[:-1]) / colour_sigma) ** 2) * carry  # (T-1, 1, H, W)
+
+    def sweep(order: list[int], link_index) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        values: list[torch.Tensor] = [torch.empty(0)] * t_count
+        weights: list[torch.Tensor] = [torch.empty(0)] * t_count
+        prev = None
+        for t in order:
+            p, d = precision[t], inverse[t]
+            if prev is not None:
+                w = links[link_index(t)] * weights[prev]
+                d = (p * d + w * values[prev]) / (p + w)
+                p = p + w
+            values[t], weights[t] = d, p
+            prev = t
+        return values, weights
+
+    fwd_d, fwd_p = sweep(list(range(t_count)), lambda t: t - 1)
+    bwd_d, bwd_p = sweep(list(range(t_count - 1, -1, -1)), lambda t: t)
+    fused, fused_spread = [], []
+    for t in range(t_count):
+        p = fwd_p[t] + bwd_p[t] - precision[t]
+        fused.append((fwd_p[t] * fwd_d[t] + bwd_p[t] * bwd_d[t] - precision[t] * inverse[t]) / p)
+        fused_spread.append(p.rsqrt())
+    return torch.stack(fused), torch.stack(fused_spread)
+
+
+def refine_focus(frame: torch.Tensor, sharp: torch.Tensor, inverse_depth: torch.Tensor, coc_per_dioptre_px: float,
+                 prior: float, search: float = 0.2, steps: int = 21) -> float:
+    """The focus (dioptres) that best explains one frame, given the scene's sharp image and depth.
+
+    Each candidate focus f within +-``search`` dioptres of ``prior`` predicts the frame as the
+    sharp image blurred by K |f - d(x)| at every pixel; the candidate whose prediction matches the
+    frame best (squared error on square-root luminance), refined by a parabola, wins. For a lens
+    that reports its focus sparsely or roughly (seed 001's focus-distance refinement).
+
+    Args:
+        frame, sharp: (1, C, H, W) scene-linear; inverse_depth: (1, 1, H, W) dioptres.
+    """
+    from .defocus_volume import blur_ladder, blurred_levels
+    from .focus_measures import luminance
+
+    candidates = torch.linspace(max(prior - search, 0.0), prior + search, steps, dtype=torch.float64)
+    inv = inverse_depth.to(torch.float32)
+    k = float(coc_per_dioptre_px)
+    max_blur = k * float(max((candidates.max() - inv.min()).abs(), (inv.max() - candidates.min()).abs()))
+    ladder = blur_ladder(max_blur)
+    levels = (blurred_levels(luminance(sharp).to(torch.float32), ladder).clamp_min(0) + 1e-3).sqrt()[:, 0]  # (L, H, W)
+    target = (luminance(frame).to(torch.float32).clamp_min(0) + 1e-3).sqrt()[0, 0]
+    lad = ladder.to(torch.float32)
+    costs = []
+    for f in candidates.tolist():
+        c = (k * (f - inv[0, 0])).abs()
+        hi = torch.searchsorted(lad, c.contiguous()).clamp(1, lad.numel() - 1)
+        t = ((c - lad[hi - 1]) / (lad[hi] - lad[hi - 1])).clamp(0, 1)
+        pred = torch.lerp(levels.gather(0, (hi - 1)[None]), levels.gather(0, hi[None]), t[None])[0]
+        costs.append(float(((pred - target) ** 2)[8:-8, 8:-8].mean()))
+    cost = torch.tensor(costs, dtype=torch.float64)
+    j = int(cost.argmin())
+    best = float(candidates[j])
+    if 0 < j < steps - 1:
+        y0, y1, y2 = cost[j - 1], cost[j], cost[j + 1]
+        curvature = float(y0 - 2 * y1 + y2)
+        if curvature > 0:
+            best += 0.5 * float(y0 - y2) / curvature * float(candidates[1] - candidates[0])
+    return best
+
+
+def video_depth(
+    frames: Sequence[np.ndarray] | torch.Tensor,
+    focus_distances: Sequence[float],
+    coc_per_dioptre_px: float,
+    *,
+    window: int | None = None,
+    temporal: bool = True,
+    refine: bool = False,
+    align: Motion | None = None,
+    focal_length_mm: float | None = None,
+    device: torch.device | str = "cpu",
+) -> VideoDepth:
+    """Video depth from defocus for a focus-sweep clip: depth, all-in-focus and uncertainty per frame.
+
+    1. Each frame's focal stack: the frames of its focus ramp (:func:`focal_stacks`), aligned.
+    2. Per-frame depth by the physical cost volume (core.focal_stack.defocus_volume), with its
+       uncertainty.
+    3. With ``refine``, each frame's focus distance is re-estimated against the stack's sharp image
+       and depth (:func:`refine_focus`) and the depth recomputed with the refined distances.
+    4. Temporal fusion of the per-frame depths by their uncertainty (:func:`temporal_fusion`).
+    5. All-in-focus frames by layered multi-frame Wiener deconvolution at the fused depth.
+
+    Args:
+        frames: T frames, (H, W, 3) numpy or a (T, 3, H, W) tensor, scene-linear.
+        focus_distances: T per-frame focus distances, metres (e.g. from :func:`interpolate_focus`).
+        coc_per_dioptre_px: the lens' CoC diameter in pixels per dioptre of defocus, A f_px.
+        window: temporal half-window of each frame's stack (default: its whole ramp).
+        temporal: fuse the per-frame depths over time.
+        refine: refine the focus distances (rough or sparse readouts).
+        align, focal_length_mm: alignment of each stack (:func:`focal_stacks`); none by default.
+    """
+    from .deconvolution import layered_wiener
+    from .defocus_volume import physical_depth
+    from .depth_from_focus import inverse_to_metres
+    from .focus_measures import luminance
+    from ..colour import linear_to_srgb
+
+    count = len(frames)
+    check(count >= 2, f"a focus sweep needs at least 2 frames, got {count}")
+    check(len(focus_distances) == count, f"got {len(focus_distances)} focus distances for {count} frames")
+    check(coc_per_dioptre_px > 0, "the blur per dioptre must be positive")
+    distances = [float(d) for d in focus_distances]
+
+    def per_frame(dist: list[float]):
+        out = []
+        for fs in focal_stacks(frames, dist, window=window, focal_length_mm=focal_length_mm, refine=align,
+                               device=device):
+            result = physical_depth(fs.alignment.images, fs.focus_distances, coc_per_dioptre_px=coc_per_dioptre_px)
+            out.append((fs, result))
+        return out
+
+    results = per_frame(distances)
+    if refine:
+        refined = []
+        for t, (fs, result) in enumerate(results):
+            frame = _to_tensor(frames[t]).to(device)[None]
+            inv_t = refine_focus(frame, result.all_in_focus, 1.0 / result.depth, coc_per_dioptre_px,
+                                 1.0 / distances[t])
+            refined.append(1.0 / inv_t if inv_t > 0 else math.inf)
+        distances = refined
+        results = per_frame(distances)
+
+    inverse = torch.cat([1.0 / r.depth for _, r in results])
+    spread = torch.cat([r.inverse_uncertainty for _, r in results])
+    guide = torch.cat([linear_to_srgb(luminance(r.all_in_focus)).clamp(0, 1) for _, r in results])
+    independent = torch.cat([r.depth for _, r in results])
+    if temporal:
+        inverse, spread = temporal_fusion(inverse, spread, guide)
+    aifs = []
+    for t, (fs, _) in enumerate(results):
+        inv_f = 1.0 / torch.tensor(fs.focus_distances, dtype=torch.float64)
+        k = torch.full_like(inv_f, coc_per_dioptre_px)
+        aifs.append(layered_wiener(fs.alignment.images, inv_f, k, inverse[t:t + 1]))
+    lo = min(1.0 / d for d in distances)
+    hi = max(1.0 / d for d in distances)
+    flat = max((hi - lo) / math.sqrt(12.0), 1e-9)
+    return VideoDepth(depth=1.0 / inverse.clamp_min(1e-4), all_in_focus=torch.cat(aifs).clamp_min(0.0),
+                      confidence=(1.0 - spread / flat).clamp(0.0, 1.0), uncertainty=inverse_to_metres(spread, inverse),
+                      inverse_uncertainty=spread, focus_distances=distances, independent_depth=independent)
