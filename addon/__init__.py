@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import bpy
 
-from . import focus_picker, handlers, interactive, menus, node_types, operators, preferences, worker_client
+from . import bake_focus, focus_picker, handlers, interactive, menus, node_types, operators, preferences, worker_client
 
 CLASSES = (preferences.RefocusPreferences, *node_types.NODE_CLASSES, *operators.CLASSES, *focus_picker.CLASSES,
-           *menus.CLASSES)
+           *bake_focus.CLASSES, *menus.CLASSES)
 
 
 def register() -> None:

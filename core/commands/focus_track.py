@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..pipelines.focus_track import CSV_HEADER, FocusTrackParams
+from ..pipelines.focus_track import CSV_HEADER, FocusTrackClipParams, FocusTrackParams
 from .options import add_options, params_from
 
 EPILOG = """\
@@ -25,6 +25,8 @@ Frames: image files (EXR scene-linear; PNG/JPEG/TIFF sRGB), a folder of them (na
 video file (.mp4 .mov .avi .mkv .m4v .webm). Depth: planar metres (Blender's Z pass, Stereo Depth,
 Focal Stack Depth or Mono Depth's metric output), one map per frame: EXR, PFM or NPY files, or a
 folder of them. The box is in pixels of the start frame, top-left origin: x0 y0 x1 y1.
+The subject may instead come as --box-uv (0..1 of the frame), or as a box per frame (--boxes in
+pixels, --boxes-uv in 0..1; JSON text or a .json file, null where unknown), e.g. exported markers.
 CSV: frame,x0,y0,x1,y1,focus_distance_m,raw_focus_distance_m,confidence (frame = index from 0).
 The lens options (--focal-length, --f-stop, sensor) set the depth of field, hence the dead-band,
 and the refocused frames of --refocus-out.
@@ -48,10 +50,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth-channel", help="EXR channel holding depth (default: the only one, or Z/Depth)")
     p.add_argument("--output", required=True, help="CSV file to write")
     p.add_argument("--refocus-out", metavar="DIR", help="also write each frame refocused at its focus (EXR)")
+    p.add_argument("--overlay-out", metavar="IMAGE", help="also write frame --frame-index with its box and "
+                                                          "in-focus band (PNG, EXR, ...)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    add_options(p.add_argument_group("subject, tracker, focus puller and lens"), FocusTrackParams,
-                skip={"boxes_px"}, required={"box_px"})
+    # The worker op's parameters, less the clip (here: --frames and --depth).
+    add_options(p.add_argument_group("subject, tracker, focus puller and lens"), FocusTrackClipParams,
+                skip={"frames"})
     p.set_defaults(run=run)
+
+
+def boxes_from(text: str | None, what: str) -> list | None:
+    """Per-frame boxes from JSON text or a .json file (a list of [x0, y0, x1, y1] or null)."""
+    import json
+
+    from ..errors import fail
+
+    if text is None:
+        return None
+    source = Path(text)
+    try:
+        raw = source.read_text() if source.suffix.lower() == ".json" and source.is_file() else text
+        value = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as exc:
+        fail(f"{what} is neither a JSON list of boxes nor a .json file holding one ({exc})")
+    return value
+
+
+def track_params(args: argparse.Namespace, width: int, height: int) -> FocusTrackParams:
+    """The track's parameters from the options, normalised boxes turned into pixels."""
+    from ..errors import check
+
+    chosen = [n for n in ("box_px", "box_uv", "boxes_px", "boxes_uv") if getattr(args, n, None) is not None]
+    check(len(chosen) == 1, "give the subject as one of --box, --box-uv, --boxes or --boxes-uv"
+          + (f", not {' and '.join(chosen)}" if chosen else ""))
+    clip = params_from(FocusTrackClipParams, args, frames=None, boxes_px=boxes_from(args.boxes_px, "--boxes"),
+                       boxes_uv=boxes_from(args.boxes_uv, "--boxes-uv"))
+    return clip.for_size(width, height)
 
 
 def expand(given: list[str], extensions: tuple[str, ...], what: str) -> list[Path]:
@@ -126,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
     from ..pipelines.focus_track import run as run_pipeline
     from ..progress import ProgressBar
 
-    params = params_from(FocusTrackParams, args)
     out = Path(args.output)
     check(out.suffix.lower() == ".csv", f"the output must be a .csv file, got {out}")
     check((out.parent if str(out.parent) else Path(".")).is_dir(), f"output folder does not exist: {out.parent}")
@@ -137,6 +170,13 @@ def run(args: argparse.Namespace) -> int:
     check(len(depth_paths) == len(frames), f"{len(frames)} frames but {len(depth_paths)} depth maps")
     first = frames[0]
     size = (first.shape[1], first.shape[0])
+    params = track_params(args, *size)
+    check(0 <= args.frame_index < len(frames), f"--frame-index {args.frame_index} is outside the "
+                                               f"{len(frames)} frames")
+    if args.overlay_out:
+        from .common import check_output_path
+
+        check_output_path(args.overlay_out, what="overlay")
     depths = LazyFrames(depth_paths, lambda p: read_map(p, args.depth_channel), "depth map", size)
 
     bar = ProgressBar("focus-track", unit=" frames", enabled=not args.quiet)
@@ -146,6 +186,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.refocus_out:
         refocus_all(frames, depths, names, track.focus_distance_m, params, Path(args.refocus_out), args.quiet)
+    if args.overlay_out:
+        from ..focus_track.overlay import overlay_frame
+        from ..imageio import write_image
+
+        t = args.frame_index
+        good = track.status[t] != "lost" and not bool(track.held[t])
+        write_image(args.overlay_out, overlay_frame(np.asarray(frames[t]), np.asarray(depths[t]), tuple(track.boxes[t]),
+                                                    float(track.focus_distance_m[t]), track.info["coc_px_per_dioptre"],
+                                                    params.coc_limit_px, good))
     text = CSV_HEADER + "\n" + "".join(",".join(str(v) for v in row) + "\n" for row in track.rows())
     tmp = out.with_name(f".{out.name}.partial")
     tmp.write_text(text)

@@ -18,6 +18,7 @@ search only approximates and KCF lacks.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -40,8 +41,8 @@ class FocusTrackParams:
         None, unit="px", help="the subject's box at the start frame: x0 y0 x1 y1, pixels, top-left origin",
         cli="box")
     start_frame: int = param(0, help="index of the frame where the box is placed (0: the first)")
-    boxes_px: Any = param(None, unit="px", help="a box per frame (x0 y0 x1 y1 pixels, or null where unknown), "
-                                               "e.g. from Blender's tracking markers, instead of tracking")
+    boxes_px: Any = param(None, unit="px", help="a box per frame (x0 y0 x1 y1 pixels, or null where unknown) "
+                                               "instead of tracking: JSON text or a .json file")
     method: Literal["csrt", "kcf"] = param("csrt", help="tracker: csrt (accurate) or kcf (fast)")
     track_width_px: int = param(320, unit="px", help="track on frames resized to at most this width "
                                                      "(0: full size); depth is always sampled at full size")
@@ -60,20 +61,18 @@ class FocusTrackParams:
     sensor_height_mm: float | None = param(None, unit="mm", help="sensor height (VERTICAL fit)")
     sensor_fit: Literal["AUTO", "HORIZONTAL", "VERTICAL"] = param("AUTO", help="Blender's sensor fit")
 
+    def _has_subject(self) -> bool:
+        return self.box_px is not None or self.boxes_px is not None
+
     def __post_init__(self) -> None:
-        check(self.box_px is not None or self.boxes_px is not None, "give the subject's box (or a box per frame)")
+        check(self._has_subject(), "give the subject's box (or a box per frame)")
         if self.box_px is not None:
             check(len(self.box_px) == 4, f"the box takes four numbers x0 y0 x1 y1, got {len(self.box_px)}")
             check_finite("the box", *self.box_px)
             x0, y0, x1, y1 = self.box_px
             check(x1 > x0 and y1 > y0, f"the box {tuple(self.box_px)} is empty: it needs x1 > x0 and y1 > y0")
         if self.boxes_px is not None:
-            check(isinstance(self.boxes_px, (list, tuple)) and len(self.boxes_px) > 0,
-                  "boxes_px must be a list of boxes, one per frame")
-            for b in self.boxes_px:
-                check(b is None or (isinstance(b, (list, tuple)) and len(b) == 4
-                                    and all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)),
-                      f"each of boxes_px is x0 y0 x1 y1 or null, got {b!r}")
+            _check_boxes(self.boxes_px, "boxes_px")
         check(self.start_frame >= 0, f"the start frame must be 0 or more, got {self.start_frame}")
         check(self.method in ("csrt", "kcf"), f"unknown tracker {self.method!r}; use csrt or kcf")
         check(self.track_width_px == 0 or self.track_width_px >= 32,
@@ -97,8 +96,71 @@ class FocusTrackParams:
         return self.focal_length_mm * 1e-3 / self.f_stop * f_px
 
 
+def _check_boxes(boxes: Any, name: str) -> None:
+    check(isinstance(boxes, (list, tuple)) and len(boxes) > 0, f"{name} must be a list of boxes, one per frame")
+    for b in boxes:
+        check(b is None or (isinstance(b, (list, tuple)) and len(b) == 4
+                            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in b)),
+              f"each of {name} is x0 y0 x1 y1 or null, got {b!r}")
+
+
+@dataclass(frozen=True)
+class FocusTrackClipParams(FocusTrackParams):
+    """The worker op's parameters: the track's, plus where the whole clip is (the compositor hands
+    a node one frame at a time, so the op reads every frame by path) and which frame to answer.
+
+    ``frames``: one entry per frame of the clip, ``{"image": path, "image_layer": name or null,
+    "depth": path, "depth_layer": name or null}`` (EXR layers as ``ViewLayer.Combined``; PNG, JPEG,
+    TIFF, PFM, NPY files as they are), or ``{"video": path, "video_frame": k, ...}`` for a frame
+    of a movie file; ``None``: the request's own inputs are a clip of one frame (nothing to track). The subject may also come as ``box_uv`` / ``boxes_uv``: boxes in 0..1 of the
+    frame from the top-left (the node's box, Blender's tracking markers)."""
+
+    frames: Any = param(None, help="the clip, one entry per frame: image and depth paths (and EXR layers)")
+    frame_index: int = param(0, help="the frame whose overlay is written (the worker: the frame it answers)")
+    box_uv: tuple[float, float, float, float] | None = param(
+        None, help="the subject's box at the start frame in 0..1 of the frame, x0 y0 x1 y1 from the top-left")
+    boxes_uv: Any = param(None, help="a box per frame in 0..1 of the frame, top-left origin (or null), e.g. "
+                                     "Blender's markers: JSON text or a .json file")
+
+    def _has_subject(self) -> bool:
+        return super()._has_subject() or self.box_uv is not None or self.boxes_uv is not None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.frames is None or (isinstance(self.frames, list) and len(self.frames) > 0),
+              "frames must list the clip's frames")
+        for entry in self.frames or []:
+            check(isinstance(entry, dict) and isinstance(entry.get("depth"), str)
+                  and (isinstance(entry.get("image"), str) or isinstance(entry.get("video"), str)),
+                  f"each frame needs an image (or video) path and a depth path, got {entry!r}")
+        count = len(self.frames) if self.frames else 1
+        check(0 <= self.frame_index < count, f"frame {self.frame_index} is outside the clip's {count} frames")
+        if self.box_uv is not None:
+            check_finite("the box", *self.box_uv)
+            x0, y0, x1, y1 = self.box_uv
+            check(0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0,
+                  f"the box {tuple(self.box_uv)} must lie in 0..1 with x1 > x0 and y1 > y0")
+        if self.boxes_uv is not None:
+            _check_boxes(self.boxes_uv, "boxes_uv")
+            check(len(self.boxes_uv) == len(self.frames),
+                  f"{len(self.frames)} frames but {len(self.boxes_uv)} marker boxes")
+
+    def for_size(self, width: int, height: int) -> FocusTrackParams:
+        """The track's own parameters, boxes in pixels of a ``width`` x ``height`` clip."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(FocusTrackParams)}
+
+        def px(b: Any) -> tuple[float, float, float, float] | None:
+            return None if b is None else (b[0] * width, b[1] * height, b[2] * width, b[3] * height)
+
+        if self.box_uv is not None:
+            values["box_px"] = px(self.box_uv)
+        if self.boxes_uv is not None:
+            values["boxes_px"] = [px(b) for b in self.boxes_uv]
+        return FocusTrackParams(**values)
+
+
 SPEC = OpSpec(
-    name="focus_track", title="Focus Track", params_type=FocusTrackParams,
+    name="focus_track", title="Focus Track", params_type=FocusTrackClipParams, command="focus-track",
     inputs=(Input("image", "Image", "color", "The clip to track in, scene-linear (frames read by path)"),
             Input("depth", "Depth", "value", "Planar depth, metres, per frame")),
     outputs=(Output("focus_distance", "Focus Distance", "value", "Smoothed focus distance of this frame, metres"),
