@@ -621,33 +621,38 @@ def sweep(root: str | os.PathLike[str], timeout_s: float = CLAIM_TIMEOUT_S) -> l
     and temporary files of dead processes. Returns the names removed. Safe while others run."""
     root = Path(root)
     removed = []
-    live_tokens = set()
     for path in claim_files(root):
         found = _read_claim(path)
-        if found is None:
-            continue
-        info, mtime = found
-        if claim_is_stale(info, mtime, timeout_s):
-            _break(path, info, f"sweep-{os.getpid()}-{secrets.token_hex(4)}")
+        if found is not None and claim_is_stale(found[0], found[1], timeout_s):
+            _break(path, found[0], f"sweep-{os.getpid()}-{secrets.token_hex(4)}")
             removed.append(path.name)
-        elif info is not None:
-            live_tokens.add(info.get("token"))
-        else:
-            live_tokens.add(None)  # unreadable and young: leave every partial alone this time
     now = time.time()
     for entry in root.iterdir():
         match = _PARTIAL.match(entry.name)
-        if match and None not in live_tokens and match.group(2) not in live_tokens:
-            # A holder creates its claim before its folder: give a just-created pair a moment.
-            with contextlib.suppress(FileNotFoundError):
-                if now - entry.stat().st_mtime > 5.0:
-                    shutil.rmtree(entry, ignore_errors=True)
-                    removed.append(entry.name)
+        if match:
+            if not _owned(root, match.group(1), match.group(2), timeout_s):
+                # A holder creates its claim before its folder: give a just-created pair a moment.
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat().st_mtime > 5.0:
+                        shutil.rmtree(entry, ignore_errors=True)
+                        removed.append(entry.name)
         elif _dead_temp_file(entry, timeout_s, now):
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed.append(entry.name)
     return removed
+
+
+def _owned(root: Path, name: str, token: str, timeout_s: float) -> bool:
+    """Whether sample ``name``'s claim is live and holds ``token`` (the owner of that temporary folder),
+    or is unreadable and young (perhaps being written): read now, not from an earlier listing."""
+    found = _read_claim(root / f".{name}.claim")
+    if found is None:
+        return False
+    info, mtime = found
+    if claim_is_stale(info, mtime, timeout_s):
+        return False
+    return info is None or info.get("token") == token
 
 
 _TEMP_FILE = re.compile(r"^\..+\.(\d+)\.tmp(\.[A-Za-z0-9]+)?$")  # core.imageio.atomic_write's names
