@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from .errors import InputError
+from .outputs import Terminated
 
 EXIT_BAD_INPUT = 2
 
@@ -45,3 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"\nrefocus {args.command}: interrupted, nothing written\n")
         return 130
+    except MemoryError:
+        sys.stderr.write(f"refocus {args.command}: error: out of memory: the frame is too large for this machine; "
+                         f"use a smaller frame (nothing written)\n")
+        return EXIT_BAD_INPUT
+    except Terminated as exc:  # SIGTERM while writing: core.outputs removed the temporary files
+        sys.stderr.write(f"refocus {args.command}: terminated, nothing written\n")
+        return int(exc.code)

@@ -186,7 +186,7 @@ def _check_jpeg_structure(data: bytes, p: Path) -> None:
 def _decode_strict(p: Path, ext: str) -> np.ndarray:
     """Decode a PNG/JPEG/TIFF file with OpenCV, refusing any file its decoder complains about."""
     data = p.read_bytes()
-    check(len(data) > 0, f"image {p} is empty")
+    check(len(data) > 0, f"cannot read image {p}: the file is empty")
     if ext == ".png":
         _check_png_structure(data, p)
     elif ext in (".jpg", ".jpeg"):

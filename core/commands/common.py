@@ -19,3 +19,19 @@ def check_output_path(path: str, kinds: tuple[str, ...] = IMAGE_EXTENSIONS, what
 
 def check_map_output(path: str, what: str) -> None:
     check_output_path(path, MAP_EXTENSIONS, what)
+
+
+def add_nan_policy(parser) -> None:
+    """``--nan-policy``: what to do with NaN or infinite pixels in the input images."""
+    from ..imageio import NAN_POLICIES
+
+    parser.add_argument("--nan-policy", choices=NAN_POLICIES, default="error",
+                        help="NaN or infinite input pixels: error (default; refuse the file), zero (set them to 0) "
+                             "or nearest (take the nearest finite pixel)")
+
+
+def check_memory(need_bytes: int, what: str) -> None:
+    """Refuse, before any work, a job that needs more memory than there is (core.memory)."""
+    from ..memory import check_fits
+
+    check_fits(need_bytes, what)

@@ -10,6 +10,7 @@ import argparse
 import time
 
 from ..pipelines.defocus import LayeredDefocusParams, run as run_pipeline
+from .common import add_nan_policy
 from .options import add_options, params_from
 
 EPILOG = """\
@@ -17,7 +18,8 @@ Image: EXR (scene-linear RGB/RGBA, multilayer too) or PNG/JPEG/TIFF (sRGB, linea
 Depth: planar depth in metres (Blender's Z pass): a one-channel EXR, the Z/Depth layer of a
 multilayer EXR, PFM or NPY. Output by extension: .exr float, .png/.tif 16-bit, .jpg 8-bit.
 Focus: one of --focus-distance, --focus-point, --focus-pixel or --focus-box.
-Limits: blades 0 or 3..100, --step at least 0.05 px, --k-max 5..255.
+Limits: blades 0 or 3..100, --step at least 0.05 px, --k-max 5..255. A job that would need more
+memory than is free (or than $REFOCUS_MEMORY_LIMIT, e.g. 4G) is refused before it starts.
 
 example:
   python -m core defocus --image render.exr --depth render.exr --focus-distance 2.5 \\
@@ -36,23 +38,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output image (.exr, .png, .tif, .jpg)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG/TIFF bit depth (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_nan_policy(p)
     add_options(p.add_argument_group("camera and renderer"), LayeredDefocusParams)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..imageio import read_image, read_map, write_image
+    from ..imageio import IMAGE_EXTENSIONS, image_shape, read_image, read_map, write_image
+    from ..memory import defocus_bytes
+    from ..outputs import OutputSet
     from ..progress import ProgressBar
-    from .common import check_output_path
+    from .common import check_memory
 
     params = params_from(LayeredDefocusParams, args)
-    check_output_path(args.output)
-    image = read_image(args.image)
-    depth = read_map(args.depth, args.depth_channel)
+    outputs = OutputSet()  # checked now, written at the end
+    out = outputs.add(args.output, IMAGE_EXTENSIONS, "output")
+    shape = image_shape(args.image)
+    if shape is not None:
+        check_memory(defocus_bytes(*shape), f"defocus of a {shape[1]}x{shape[0]} frame")
+    image = read_image(args.image, args.nan_policy)
+    depth = read_map(args.depth, args.depth_channel, nan_policy="nearest" if args.nan_policy == "nearest" else None)
     bar = ProgressBar("defocus", unit=" layers", enabled=not args.quiet)
     start = time.perf_counter()
     result = run_pipeline(image, depth, params, progress=bar)
-    write_image(args.output, result.outputs["image"], bit_depth=args.bit_depth)
+    with outputs.writing():
+        outputs.write(out, lambda tmp: write_image(tmp, result.outputs["image"], bit_depth=args.bit_depth))
     if not args.quiet:
         print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}, focus {result.info['focus_distance_m']:.3f} m, "
               f"{time.perf_counter() - start:.2f} s on {result.info['device']})", flush=True)

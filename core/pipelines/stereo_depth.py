@@ -94,8 +94,6 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
     with ``depth`` ``depth`` (H, W, 1) planar metres (``inf`` at or beyond infinity). ``info``:
     the method and the disparity range searched; ``warnings``: a rounded range, an unrectified pair.
     """
-    import torch
-
     from ..devices import pick_device
     from ..stereo import estimate_disparity
     from ..stereo.rectification import row_alignment
@@ -105,7 +103,10 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
     step = progress or (lambda done, total: None)
     camera = params.camera() if depth else None
     check_pair(left, right)
-    width = left.shape[1]
+    check(left.shape[2] == right.shape[2] or min(left.shape[2], right.shape[2]) >= 3,
+          f"the left image has {left.shape[-1]} channel(s) but the right one {right.shape[-1]}; give two colour "
+          f"views or two grey ones")
+    height, width = left.shape[:2]
     device = pick_device(params.device)
     warnings: list[str] = []
     max_disparity = params.max_disparity_px
@@ -124,6 +125,17 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
             warnings.append(f"the pair does not look rectified: matched features differ by "
                             f"{alignment.vertical_px:.1f} px vertically (median of {alignment.matches}); rectify "
                             f"it first, or expect a poor disparity")
+    if params.method == "sgbm":  # on the arrays as they are, in strips on large frames (bounded memory)
+        from ..stereo.sgbm import SGBMParams
+        from ..stereo.strips import sgbm_disparity_strips, strip_rows
+
+        assert max_disparity is not None
+        sgbm = SGBMParams(min_disparity=params.min_disparity_px, num_disparities=max_disparity - params.min_disparity_px)
+        strips = -(-height // strip_rows(width, num_disparities=sgbm.num_disparities))
+        step(1, strips + 2)
+        result = sgbm_disparity_strips(left, right, sgbm, progress=lambda done, n: step(1 + done, n + 2))
+        return _stereo_result(result, camera, params, max_disparity, "cpu", warnings,
+                              lambda: step(strips + 2, strips + 2))
     step(1, 4)
     model = None
     if params.method in ("learned", "refined"):
@@ -135,13 +147,20 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
     result = estimate_disparity(image_to_tensor(left, device), image_to_tensor(right, device), params.method,
                                 max_disparity, params.min_disparity_px, model)
     step(3, 4)
+    return _stereo_result(result, camera, params, max_disparity, str(device), warnings, lambda: step(4, 4))
+
+
+def _stereo_result(result, camera, params: StereoDepthParams, max_disparity: int | None, device: str,
+                   warnings: list[str], finish) -> Result:
+    """The pipeline's arrays from a (1, 1, H, W) StereoResult, with depth when ``camera`` is given."""
+    import torch
+
     disparity = result.disparity.detach().cpu()
     outputs = {"disparity": disparity[0, 0].numpy()[..., None],
                "confidence": result.confidence[0, 0].detach().cpu().numpy()[..., None]}
     if camera is not None:
         with torch.no_grad():
             outputs["depth"] = camera.to_depth(disparity)[0, 0].numpy()[..., None]
-    step(4, 4)
-    device_used = "cpu" if params.method == "sgbm" else str(device)
+    finish()
     return Result(outputs, {"method": params.method, "max_disparity_px": max_disparity,
-                            "min_disparity_px": params.min_disparity_px, "device": device_used}, warnings)
+                            "min_disparity_px": params.min_disparity_px, "device": device}, warnings)
