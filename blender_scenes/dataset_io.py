@@ -175,7 +175,7 @@ register_kind("mono", ("train", "val", "test"), stream=5, files=("image.exr", "d
 # and its renderer in its own module (blender_scenes/kind_<name>.py), named by `renderer`.
 
 _SAMPLE_DIR = re.compile(r"^\d{6}$")
-_PARTIAL = re.compile(r"^\.(\d{6})\.(.+)\.partial$")
+_PARTIAL = re.compile(r"^\.(\d{6})\.([A-Za-z0-9-]+)\.(partial|broken)$")  # a holder's folder, or one set aside
 _CLAIM = re.compile(r"^\.(\d{6}|manifest)\.claim$")
 _FILE_SUFFIXES = (".exr", ".png", ".json", ".npy", ".npz", ".mp4")
 
