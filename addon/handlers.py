@@ -8,10 +8,15 @@ Order of events in a render (checked with bpy 5.0.1, stills and animations alike
 A render job copies the scene's compositor tree when it starts, so Render Layers are swapped for
 rendered passes at ``render_init`` (a later swap would leave an animation rendering the scene
 twice); ``render_pre`` is the last moment before each frame is composited, so Refocus nodes are
-computed there; ``render_complete``/``render_cancel`` give the artist's tree back. The add-on's own
-helper renders trigger the same handlers for its internal scenes, which are ignored. All handlers
-are persistent (they survive loading another .blend) and never raise: a failure shows on the
-nodes instead.
+computed there; ``render_complete``/``render_cancel`` give the artist's tree back. An F12 render
+calls the same handlers from its job thread, where they only take notes (see ``render_jobs``).
+The add-on's own helper renders trigger the same handlers for its internal scenes, which are
+ignored. All handlers are persistent (they survive loading another .blend) and never raise: a
+failure shows on the nodes instead (or, in a background render with Fail Render on Node Error,
+ends the process with exit code 1).
+
+Edits of the scene camera's lens or focus (its data, the camera object, its focus object) reach
+Refocus nodes that use the scene camera like a node edit: a live update (``depsgraph_update_post``).
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ def _guarded(fn: Callable[[bpy.types.Scene], None]) -> Callable[..., None]:
 
 on_render_init = _guarded(render_jobs.begin_render)
 on_render_pre = _guarded(render_jobs.prepare_render_frame)
-on_render_done = _guarded(render_jobs.finish_render)
+on_render_complete = _guarded(render_jobs.complete_render)
+on_render_cancel = _guarded(render_jobs.cancel_render)
 
 
 def _frame_changed(scene: bpy.types.Scene) -> None:
@@ -51,6 +57,24 @@ def _frame_changed(scene: bpy.types.Scene) -> None:
 
 
 on_frame_change = _guarded(_frame_changed)
+
+
+@persistent
+def on_depsgraph_update(scene: bpy.types.Scene | None = None, depsgraph: bpy.types.Depsgraph | None = None) -> None:
+    if bpy.app.background or scene is None or depsgraph is None or renders.is_internal(scene):
+        return
+    camera = scene.camera
+    if camera is None or camera.type != "CAMERA":
+        return
+    watched = {camera.original.name_full, camera.data.original.name_full}
+    if camera.data.dof.focus_object is not None:
+        watched.add(camera.data.dof.focus_object.name_full)
+    try:
+        if any(u.id.original.name_full in watched for u in depsgraph.updates
+               if isinstance(u.id, (bpy.types.Object, bpy.types.Camera))):
+            interactive.request_update(scene)
+    except Exception:
+        traceback.print_exc()
 
 
 @persistent
@@ -70,8 +94,9 @@ def on_save_pre(*args: Any) -> None:
 HANDLERS = (
     (bpy.app.handlers.render_init, on_render_init),
     (bpy.app.handlers.render_pre, on_render_pre),
-    (bpy.app.handlers.render_complete, on_render_done),
-    (bpy.app.handlers.render_cancel, on_render_done),
+    (bpy.app.handlers.render_complete, on_render_complete),
+    (bpy.app.handlers.render_cancel, on_render_cancel),
+    (bpy.app.handlers.depsgraph_update_post, on_depsgraph_update),
     (bpy.app.handlers.frame_change_post, on_frame_change),
     (bpy.app.handlers.load_post, on_load_post),
     (bpy.app.handlers.save_pre, on_save_pre),
@@ -79,6 +104,7 @@ HANDLERS = (
 
 
 def register() -> None:
+    renders.register()
     for handlers, fn in HANDLERS:
         if fn not in handlers:
             handlers.append(fn)
@@ -88,3 +114,4 @@ def unregister() -> None:
     for handlers, fn in HANDLERS:
         if fn in handlers:
             handlers.remove(fn)
+    renders.unregister()

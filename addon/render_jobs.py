@@ -1,33 +1,105 @@
-"""Render jobs: the Refocus nodes of each frame a render composites, computed before it does.
+"""Render jobs: the Refocus nodes of each frame a render composites.
 
+Blender renders in one of two ways, and the add-on meets each where it can compute.
+
+**On the main thread** (``blender -b``, the bpy module, scripts, Render > Render with Refocus):
 ``render_init`` swaps rendered passes in for Render Layers that feed Refocus nodes (before Blender
 copies the tree for the job), ``render_pre`` computes the frame's nodes (blocking: a render waits
 anyway), ``render_complete``/``render_cancel`` give the artist's tree back. See
-:mod:`.frame_evaluation` for how one frame is evaluated.
+:mod:`.frame_evaluation` for how one frame is evaluated. A node that fails shows its input with
+magenta stripes (``status.mark_failed``; the Failed Nodes Show preference can pass it through
+unmarked instead), and in a background render, with Fail Render on Node Error on (the default),
+the process ends with exit code 1 and the node's message on stderr before the frame is written
+(raising from a handler does not fail a Blender render).
+
+**In a job thread** (F12 in the interface): Blender calls the same handlers from the render's
+thread, where operators (the add-on's helper renders and probes) are unsafe and Blender's data
+must not be changed. So the thread only takes notes (:class:`ThreadedRender`), and the work happens
+on the main thread once the render is over (``interactive`` polls :func:`take_finished` from a
+timer). What the artist sees, step by step:
+
+1. F12: Cycles renders the frame as usual (all in focus if the camera's depth of field is off).
+   The status bar says the Refocus nodes will be computed from this render when it finishes.
+2. Blender composites the frame in the thread with what the nodes show then: their result for
+   the passes of the last render (live edits keep it current), or, right after opening a file,
+   magenta stripes on grey (``status.mark_pending``): never a black frame.
+3. The render finishes. On the main thread the add-on saves the Render Result's passes
+   (``renders.save_render_passes``: every pass, no new render) or, when the camera's depth of
+   field blurred them, renders them again all in focus (the helper scene, one Cycles render), and
+   computes every Refocus node from them in the worker, with progress in the status bar and on
+   the nodes. The interface stays live.
+4. The add-on composites the scene again from those passes with no render
+   (``renders.recomposite``: a render engine that only loads the saved passes): the F12 window
+   now shows the Refocus result, and the status bar says so. A node that failed shows its input
+   with magenta stripes, and its message is in the status bar.
+5. Later edits of the nodes recompute from the same passes (``interactive``) without Cycles.
+
+An animation rendered in a thread (Ctrl+F12) writes each frame before the add-on can compute it:
+its frames hold the nodes' last results, and the status bar says so and how to render them right
+(Render > Render Animation with Refocus).
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import bpy
 
-from . import graph, renders, status
+from . import graph, preferences, renders, status
 from .frame_evaluation import FrameEvaluation, busy, is_busy, run_blocking
+
+
+def in_render_thread() -> bool:
+    return threading.current_thread() is not threading.main_thread()
 
 
 @dataclass
 class RenderSession:
-    """A render job of one scene: its scratch space and, when Render Layers feed Refocus nodes,
-    the passes swapped in for them (and the artist's tree, given back at the end)."""
+    """A render job of one scene on the main thread: its scratch space and, when Render Layers
+    feed Refocus nodes, the passes swapped in for them (and the artist's tree, given back at the end)."""
 
     scratch: renders.Scratch = field(default_factory=renders.Scratch)
     passes: renders.RenderedPasses | None = None
     original: bpy.types.NodeTree | None = None
+    keeper: renders.Scratch | None = None  # owns ``keep``: every pass of the last frame, kept for
+    # live edits (interface only)
+
+    @property
+    def keep(self) -> Path | None:
+        return self.keeper.dir / "passes.exr" if self.keeper is not None else None
+
+
+@dataclass
+class ThreadedRender:
+    """What the render thread noted about one render job (it may change nothing else)."""
+
+    scene: str
+    blurred: bool  # the camera's depth of field was on: the render's own passes are not all in focus
+    frames: list[int] = field(default_factory=list)
+    cancelled: bool = False
+
+
+@dataclass
+class LastRender:
+    """The passes of a scene's last render at ``frame``: a multilayer EXR that live edits and the
+    follow-up of an F12 render compute from, without rendering again."""
+
+    frame: int
+    path: Path
+    scratch: renders.Scratch  # owns the file
+    in_render_result: bool  # the scene's Render Result holds these very passes
+
+    def close(self) -> None:
+        self.scratch.close()
 
 
 _sessions: dict[str, RenderSession] = {}
+_threaded: dict[str, ThreadedRender] = {}
+_finished: list[ThreadedRender] = []
+_lock = threading.Lock()
+_last: dict[str, LastRender] = {}
 
 
 def _wants_refocus(scene: bpy.types.Scene) -> bool:
@@ -36,10 +108,19 @@ def _wants_refocus(scene: bpy.types.Scene) -> bool:
             and scene.render.use_compositing and bool(graph.feeding_outputs(tree)))
 
 
+def _camera_blurs(scene: bpy.types.Scene) -> bool:
+    camera = scene.camera
+    return camera is not None and camera.type == "CAMERA" and bool(camera.data.dof.use_dof)
+
+
 def begin_render(scene: bpy.types.Scene) -> None:
     """A render job starts (``render_init``): swap rendered passes in for Render Layers that feed
-    Refocus nodes, before Blender copies the tree for the job."""
-    if not _wants_refocus(scene) or threading.current_thread() is not threading.main_thread():
+    Refocus nodes, before Blender copies the tree for the job. In a render thread: take note only."""
+    if not _wants_refocus(scene):
+        return
+    if in_render_thread():
+        with _lock:
+            _threaded[scene.name] = ThreadedRender(scene.name, _camera_blurs(scene))
         return
     finish_render(scene)
     session = _sessions[scene.name] = RenderSession()
@@ -47,31 +128,64 @@ def begin_render(scene: bpy.types.Scene) -> None:
     uses = graph.render_layer_uses(tree, scene, graph.feeding_outputs(tree))
     if uses:
         with busy():
-            session.passes = renders.RenderedPasses(session.scratch, tree, uses)
+            if not bpy.app.background:  # live edits after the render compute from its passes
+                session.keeper = renders.Scratch()
+            session.passes = renders.RenderedPasses(session.scratch, tree, uses, keep=session.keep)
             session.original = tree
             scene.compositing_node_group = session.passes.tree
 
 
 def prepare_render_frame(scene: bpy.types.Scene) -> None:
     """Compute the Refocus nodes of the frame ``scene`` is about to composite (``render_pre``)."""
-    if scene.name not in _sessions and not _wants_refocus(scene):
+    if in_render_thread():
+        with _lock:
+            job = _threaded.get(scene.name)
+            if job is not None:
+                job.frames.append(scene.frame_current)
         return
-    if threading.current_thread() is not threading.main_thread():
-        # Interactive F12 renders run in a thread where operators (our own renders) are unsafe.
-        status.note("F12 renders in a thread, where Refocus nodes keep their last result; use "
-                    "Render > Render Image with Refocus for exact frames")
+    if scene.name not in _sessions and not _wants_refocus(scene):
         return
     if scene.name not in _sessions:
         begin_render(scene)  # no render_init seen (a render started some other way)
     session = _sessions[scene.name]
+    tree = session.original if session.original is not None else scene.compositing_node_group
     evaluation = FrameEvaluation(scene, session.scratch, tree=session.original, passes=session.passes,
                                  outputs_only=True)
     run_blocking(evaluation)
     evaluation.release()
+    failed = [n for n in graph.evaluation_order(tree, outputs_only=True) if n.state == "ERROR"]
+    if failed and bpy.app.background and preferences.fail_render_on_error():
+        status.fail_render(f"scene '{scene.name}' frame {scene.frame_current}: "
+                           + "; ".join(f"node '{n.name}': {n.message}" for n in failed)
+                           + " (Fail Render on Node Error is on)")
+    with busy():
+        status.mark_failures(failed)
+
+
+def complete_render(scene: bpy.types.Scene) -> None:
+    """``render_complete``: the job rendered every frame."""
+    _end(scene, cancelled=False)
+
+
+def cancel_render(scene: bpy.types.Scene) -> None:
+    """``render_cancel``: the artist stopped the job."""
+    _end(scene, cancelled=True)
+
+
+def _end(scene: bpy.types.Scene, cancelled: bool) -> None:
+    if in_render_thread():
+        with _lock:
+            job = _threaded.pop(scene.name, None)
+            if job is not None:
+                job.cancelled = cancelled
+                _finished.append(job)
+        return
+    finish_render(scene)
 
 
 def finish_render(scene: bpy.types.Scene) -> None:
-    """The render job is over (``render_complete``, ``render_cancel``): give the artist's tree back."""
+    """The render job is over (``render_complete``, ``render_cancel``): give the artist's tree back,
+    and keep the passes of its last frame for live edits."""
     session = _sessions.pop(scene.name, None)
     if session is None:
         return
@@ -81,6 +195,12 @@ def finish_render(scene: bpy.types.Scene) -> None:
         if session.passes is not None:
             session.passes.release()
         session.scratch.close()
+    if session.keeper is not None and session.keep is not None:
+        frame = session.passes.exported if session.passes is not None else None
+        if frame is not None and session.keep.is_file():
+            remember(scene, frame, session.keep, session.keeper, in_render_result=False)
+        else:
+            session.keeper.close()
 
 
 def finish_all_renders() -> None:
@@ -93,5 +213,53 @@ def finish_all_renders() -> None:
 
 
 def active() -> bool:
-    """Whether a render job is under way (interactive updates then wait)."""
-    return bool(_sessions)
+    """Whether a render job is under way, here or in a render thread (interactive updates then wait)."""
+    with _lock:
+        return bool(_sessions) or bool(_threaded)
+
+
+def threaded_running() -> list[str]:
+    """Scenes rendering in a job thread now."""
+    with _lock:
+        return list(_threaded)
+
+
+def take_finished() -> list[ThreadedRender]:
+    """Render jobs that finished in a thread since the last call (main thread)."""
+    with _lock:
+        done = list(_finished)
+        _finished.clear()
+    return done
+
+
+# ------------------------------------------------------------------------------ the passes of the last render
+def remember(scene: bpy.types.Scene, frame: int, path: Path, scratch: renders.Scratch,
+             in_render_result: bool) -> LastRender:
+    """Keep ``path`` (owned by ``scratch``) as the passes of ``scene``'s last render, at ``frame``."""
+    forget(scene.name)
+    last = _last[scene.name] = LastRender(frame, path, scratch, in_render_result)
+    return last
+
+
+def last_render(scene: bpy.types.Scene) -> LastRender | None:
+    last = _last.get(scene.name)
+    if last is not None and not last.path.is_file():
+        forget(scene.name)
+        return None
+    return last
+
+
+def forget(scene_name: str | None = None) -> None:
+    """Drop the kept passes of one scene (or of all)."""
+    for name in [scene_name] if scene_name is not None else list(_last):
+        last = _last.pop(name, None)
+        if last is not None:
+            last.close()
+
+
+def reset() -> None:
+    finish_all_renders()
+    forget()
+    with _lock:
+        _threaded.clear()
+        _finished.clear()

@@ -15,6 +15,12 @@ are never touched, and Blender's render of the artist's scene is not re-entered.
 * :meth:`Scratch.depsgraph`: the helper evaluated at the frame, for animated cameras and focus
   objects (the artist's own scene is evaluated for a frame only after ``render_pre`` has run).
 
+* :class:`PassesEngine` and :func:`recomposite`: the passes of a finished render, saved from the
+  Render Result (:func:`save_render_passes`), given back to Blender by a render engine that only
+  loads them from the file. A scene "rendered" with it composites its tree again, Render Layers
+  and all, in milliseconds and without Cycles: how a threaded F12 render gets its Refocus nodes
+  (see ``render_jobs``), and how helper scenes export passes for probes from a file.
+
 A :class:`Scratch` lives for one render job or one interactive update; closing it removes its
 scenes, trees, images and files.
 """
@@ -37,6 +43,8 @@ from . import graph
 from .errors import RefocusError
 
 INTERNAL = "refocus_internal"
+PASSES_ENGINE = "REFOCUS_PASSES"
+_engine_sources: dict[str, str] = {}  # scene name -> multilayer EXR the passes engine loads for it
 
 
 def is_internal(scene: bpy.types.Scene | None) -> bool:
@@ -124,26 +132,56 @@ class Scratch:
         return helper.view_layers[0].depsgraph
 
     def export_passes(self, scene: bpy.types.Scene, frame: int, uses: list[graph.PassUse],
-                      paths: dict[str, Path]) -> None:
-        """Render ``scene`` at ``frame``, all in focus, and write each used pass to ``paths[use.key]``."""
+                      paths: dict[str, Path], source: Path | None = None, keep: Path | None = None) -> None:
+        """Render ``scene`` at ``frame``, all in focus, and write each used pass to ``paths[use.key]``.
+
+        ``source``: take the passes from this multilayer EXR (a finished render's, see
+        :func:`save_render_passes`) instead of rendering; ``keep``: also save every pass of the
+        render there, as a multilayer EXR (for live edits after the render).
+        """
         helper = self.helper(scene)
         helper.frame_current = frame
         folder = self.folder(f"export-{scene.name}-{frame}")
-        tree, folders = graph.pass_export_tree(uses, helper, folder)
+        engine = helper.render.engine
+        if source is not None:  # before the export tree: its Render Layers take the engine's passes
+            _engine_sources[helper.name] = str(source)
+            helper.render.engine = PASSES_ENGINE
+        try:
+            tree, folders = graph.pass_export_tree(uses, helper, folder)
+        except Exception:
+            _engine_sources.pop(helper.name, None)
+            helper.render.engine = engine
+            raise
         try:
             helper.compositing_node_group = tree
             helper.render.use_compositing = True
             helper.render.use_file_extension = True  # File Output nodes follow it too
-            with _quiet(), _pinhole(helper):
+            with _quiet(), (_pinhole(helper) if source is None else contextlib.nullcontext()):
                 bpy.ops.render.render(write_still=False, scene=helper.name)
+            if keep is not None:
+                save_render_passes(helper, keep)
             for use in uses:
                 written = written_file(folders[use.key])
                 if written is None:
                     raise RefocusError(f"rendering scene '{scene.name}' gave no {use.socket} pass")
                 os.replace(written, paths[use.key])
         finally:
+            if source is not None:
+                _engine_sources.pop(helper.name, None)
+                helper.render.engine = engine
             remove_tree(tree)
             shutil.rmtree(folder, ignore_errors=True)
+
+    def render_sharp_passes(self, scene: bpy.types.Scene, frame: int, path: Path) -> None:
+        """Render ``scene`` at ``frame`` all in focus (the helper, Cycles) and save every pass to
+        ``path`` as a multilayer EXR: for a render whose own passes the camera's depth of field blurred."""
+        helper = self.helper(scene)
+        helper.frame_current = frame
+        helper.compositing_node_group = None
+        helper.render.use_compositing = False
+        with _quiet(), _pinhole(helper):
+            bpy.ops.render.render(write_still=False, scene=helper.name)
+        save_render_passes(helper, path)
 
     def render_probe(self, scene: bpy.types.Scene, tree: bpy.types.NodeTree, frame: int) -> None:
         """Composite ``tree`` at ``frame`` with ``scene``'s settings (its File Outputs write the files)."""
@@ -190,8 +228,13 @@ class RenderedPasses:
     shares.
     """
 
-    def __init__(self, scratch: "Scratch", tree: bpy.types.NodeTree, uses: list[graph.PassUse]) -> None:
+    def __init__(self, scratch: "Scratch", tree: bpy.types.NodeTree, uses: list[graph.PassUse],
+                 source: Path | None = None, keep: Path | None = None) -> None:
+        """``source``: the passes come from this multilayer EXR of a finished render (at the frame it
+        was rendered), not from rendering; ``keep``: each render also saves all its passes there."""
         self.scratch, self.uses = scratch, uses
+        self.source, self.keep = source, keep
+        self.exported: int | None = None  # the frame whose passes the files hold (from ``source``)
         folder = scratch.folder("passes")
         self.paths = {use.key: folder / f"{_safe(use.key)}.exr" for use in uses}
         self.images: dict[str, bpy.types.Image] = {}
@@ -204,6 +247,8 @@ class RenderedPasses:
         self.tree = graph.with_pass_images(tree, self.images, uses)
 
     def render(self, frame: int) -> None:
+        if self.source is not None and self.exported == frame:
+            return  # a file does not change: the Images already hold its passes
         by_scene: dict[str, list[graph.PassUse]] = {}
         for use in self.uses:
             by_scene.setdefault(use.scene, []).append(use)
@@ -211,9 +256,11 @@ class RenderedPasses:
             scene = bpy.data.scenes.get(name)
             if scene is None:
                 raise RefocusError(f"Render Layers render scene '{name}', which no longer exists")
-            self.scratch.export_passes(scene, frame, uses, self.paths)
+            keep = self.keep if self.keep is not None and len(by_scene) == 1 else None
+            self.scratch.export_passes(scene, frame, uses, self.paths, source=self.source, keep=keep)
         for image in self.images.values():
             image.reload()
+        self.exported = frame
 
     def release(self) -> None:
         remove_tree(self.tree)
@@ -250,3 +297,131 @@ def remove_image(image: bpy.types.Image | None) -> None:
     if image is not None:
         with contextlib.suppress(ReferenceError):
             bpy.data.images.remove(image)
+
+
+# ------------------------------------------------------------------------------ passes from a file
+def save_render_passes(scene: bpy.types.Scene, path: Path) -> None:
+    """Every pass of ``scene``'s last render (its Render Result) to ``path``, a 32-bit multilayer EXR.
+
+    The scene's output format is switched for the save and given back: the Render Result keeps a
+    render's passes, but writes them only as the scene's format says.
+    """
+    result = bpy.data.images.get("Render Result")
+    if result is None or result.type != "RENDER_RESULT":
+        raise RefocusError(f"scene '{scene.name}' has no render result to take the passes from")
+    settings = scene.render.image_settings
+    fields = ("media_type", "file_format", "color_mode", "color_depth", "exr_codec")
+    saved = {name: getattr(settings, name) for name in fields}
+    try:
+        settings.media_type = "MULTI_LAYER_IMAGE"
+        settings.color_depth = "32"
+        settings.exr_codec = "NONE"  # a scratch file, read back soon: speed over size
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save_render(str(path), scene=scene)
+    finally:
+        for name in fields:
+            with contextlib.suppress(TypeError, ValueError):
+                setattr(settings, name, saved[name])
+    if not path.is_file():
+        raise RefocusError(f"Blender wrote no passes for scene '{scene.name}'")
+
+
+_CHANNEL_SETS = {"RGBA": "COLOR", "RGB": "COLOR", "XYZW": "VECTOR", "XYZ": "VECTOR", "UV": "VECTOR"}
+
+
+def exr_passes(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
+    """The passes of a Blender multilayer EXR: view layer -> [(pass, channel ids, type)], from its
+    header (part and channel names ``<layer>.<pass>.<channel>``), e.g. ``("Depth", "Z", "VALUE")``."""
+    data = Path(path).read_bytes()[:1 << 20]
+    if data[:4] != b"\x76\x2f\x31\x01":
+        raise RefocusError(f"{path} is not an OpenEXR file")
+    multipart = bool(int.from_bytes(data[4:8], "little") & 0x1000)
+    pos, channels = 8, []
+    while pos < len(data) and data[pos] != 0:  # one header per part; an empty one ends the list
+        while data[pos] != 0:
+            name_end = data.index(b"\0", pos)
+            type_end = data.index(b"\0", name_end + 1)
+            size = int.from_bytes(data[type_end + 1:type_end + 5], "little")
+            value = data[type_end + 5:type_end + 5 + size]
+            if data[pos:name_end] == b"channels":
+                at = 0
+                while at < len(value) and value[at] != 0:
+                    end = value.index(b"\0", at)
+                    channels.append(value[at:end].decode("utf-8", "replace"))
+                    at = end + 1 + 16
+            pos = type_end + 5 + size
+        pos += 1
+        if not multipart:
+            break
+    layers: dict[str, dict[str, set[str]]] = {}
+    for name in channels:
+        parts = name.rsplit(".", 2)
+        if len(parts) == 3 and parts[0] != "Composite":
+            layers.setdefault(parts[0], {}).setdefault(parts[1], set()).add(parts[2])
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for layer, passes in layers.items():
+        for name, chans in passes.items():
+            ids = next((ids for ids in _CHANNEL_SETS if set(ids) == chans), "".join(sorted(chans)))
+            kind = "VALUE" if len(ids) == 1 else _CHANNEL_SETS.get(ids, "COLOR")
+            found.setdefault(layer, []).append((name, ids, kind))
+    return found
+
+
+class PassesEngine(bpy.types.RenderEngine):
+    """A render engine that renders nothing: it loads a finished render's passes from a multilayer
+    EXR (:data:`_engine_sources`), so that Blender composites the scene's tree again as it does
+    after a render, Render Layers included."""
+
+    bl_idname = PASSES_ENGINE
+    bl_label = "Refocus Passes"
+    bl_use_postprocess = True
+
+    def render(self, depsgraph: bpy.types.Depsgraph) -> None:
+        scene = depsgraph.scene
+        source = _engine_sources.get(scene.name)
+        r = scene.render
+        w = max(1, r.resolution_x * r.resolution_percentage // 100)
+        h = max(1, r.resolution_y * r.resolution_percentage // 100)
+        result = self.begin_result(0, 0, w, h, layer=depsgraph.view_layer.name)
+        try:
+            if source is not None:
+                result.load_from_file(source)
+        except RuntimeError as exc:  # another size, or no such file
+            self.report({"ERROR"}, f"Refocus: cannot read the passes of the last render: {exc}")
+        finally:
+            self.end_result(result)
+
+    def update_render_passes(self, scene: bpy.types.Scene | None = None,
+                             renderlayer: bpy.types.ViewLayer | None = None) -> None:
+        source = _engine_sources.get(scene.name) if scene is not None else None
+        passes = exr_passes(source).get(renderlayer.name, []) if source and os.path.isfile(source) else []
+        if not any(name == "Combined" for name, _, _ in passes):
+            passes = [("Combined", "RGBA", "COLOR"), *passes]
+        for name, ids, kind in passes:
+            self.register_pass(scene, renderlayer, name, len(ids), ids, kind)
+
+
+def recomposite(scene: bpy.types.Scene, source: Path) -> None:
+    """Composite ``scene``'s tree again from ``source``, the passes of its last render, with no
+    render: the Render Result (the F12 window) then shows the Refocus nodes' current results.
+
+    Call it inside ``frame_evaluation.busy()``: the add-on's render handlers then ignore it.
+    """
+    render = scene.render
+    engine = render.engine
+    _engine_sources[scene.name] = str(source)
+    try:
+        render.engine = PASSES_ENGINE
+        with _quiet():
+            bpy.ops.render.render(write_still=False, scene=scene.name)
+    finally:
+        render.engine = engine
+        _engine_sources.pop(scene.name, None)
+
+
+def register() -> None:
+    bpy.utils.register_class(PassesEngine)
+
+
+def unregister() -> None:
+    bpy.utils.unregister_class(PassesEngine)

@@ -59,3 +59,94 @@ def note(text: str) -> None:
 
 def clear() -> None:
     _status_bar(None)
+
+
+# ------------------------------------------------------------------------------ markers in the picture
+MARKER = (1.0, 0.0, 1.0, 1.0)  # magenta, as Blender shows a missing texture
+PENDING_BASE = (0.05, 0.05, 0.05, 1.0)
+
+
+def _stripes(height: int, width: int) -> "np.ndarray":
+    """(H, W) bool: diagonal stripes about 1/24 of the frame wide, every other band (visible at any zoom)."""
+    import numpy as np
+
+    period = max(8, min(height, width) // 12)
+    y, x = np.mgrid[0:height, 0:width]
+    return ((x + y) // (period // 2)) % 2 == 0
+
+
+def _colour_images(node: bpy.types.Node) -> list[bpy.types.Image]:
+    return [node._image(spec) for spec in node.OUTPUTS if spec.kind == "color"]
+
+
+def mark_failed(node: bpy.types.Node) -> None:
+    """Magenta stripes over what a failed ``node`` shows (its input passed through), so a failed
+    frame cannot pass for a good one; values (depth) are numbers and stay unmarked."""
+    import numpy as np
+
+    for image in _colour_images(node):
+        w, h = image.size
+        pixels = np.empty(w * h * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        pixels = pixels.reshape(h, w, 4)
+        pixels[_stripes(h, w)] = MARKER
+        image.pixels.foreach_set(pixels.ravel())
+        image.update()
+
+
+def mark_failures(nodes: "list[bpy.types.Node]") -> None:
+    """Mark each node of ``nodes`` that failed (state ERROR), unless the artist chose pass-through."""
+    from . import preferences
+
+    if not preferences.mark_failed_nodes():
+        return
+    for node in nodes:
+        if node.state == "ERROR":
+            try:
+                mark_failed(node)
+            except Exception as exc:  # a lost inner tree: the node already says so
+                sys.stderr.write(f"Refocus: {node.name}: cannot mark its output ({exc})\n")
+
+
+def mark_pending(node: bpy.types.Node, size: tuple[int, int]) -> None:
+    """Magenta stripes on dark grey at ``size`` (width, height): ``node`` has no result yet (a file
+    just opened); what the compositor shows before the node is computed is this, never black."""
+    import numpy as np
+
+    w, h = max(1, size[0]), max(1, size[1])
+    pixels = np.empty((h, w, 4), dtype=np.float32)
+    pixels[...] = PENDING_BASE
+    pixels[_stripes(h, w)] = MARKER
+    for image in _colour_images(node):
+        if tuple(image.size) != (w, h):
+            image.scale(w, h)
+        image.pixels.foreach_set(pixels.ravel())
+        image.update()
+
+
+def is_marked(pixels: "np.ndarray") -> bool:
+    """Whether (H, W, 4) pixels carry the marker's stripes (tests, and the farm check)."""
+    import numpy as np
+
+    h, w = pixels.shape[:2]
+    stripes = _stripes(h, w)
+    return bool(np.all(np.abs(pixels[stripes] - np.float32(MARKER)) < 1e-6))
+
+
+def fail_render(text: str) -> None:
+    """End a background render now: ``text`` on stderr, the worker stopped, exit code 1.
+
+    Raising from a handler does not fail a Blender render (checked with bpy 5.0.1: the error is
+    printed and the frame written all the same), so the process ends here, before the frame is
+    composited and written, for ``blender -b ... -a`` and bpy scripts alike."""
+    import os
+
+    from . import worker_client
+
+    sys.stderr.write(f"Refocus: render failed: {text}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    try:
+        worker_client.shutdown()
+    finally:
+        os._exit(1)
