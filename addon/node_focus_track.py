@@ -76,7 +76,7 @@ def frame_file(node: bpy.types.Node, socket: bpy.types.NodeSocket, scene_frame: 
         frame = sequence_frame(scene_frame, node.frame_start, node.frame_offset, node.frame_duration, node.use_cyclic)
         layer = None
         if getattr(node, "has_layers", False) or image.type == "MULTILAYER":
-            pass_name = "Combined" if socket.name in ("Image", "Alpha") else socket.name
+            pass_name = "Combined" if socket.name in ("Image", "Alpha", "Combined") else socket.name
             layer = f"{node.layer}.{pass_name}" if node.layer else pass_name
         if image.source == "MOVIE":
             return {"video": path, "video_frame": max(frame - 1, 0), "layer": None}
