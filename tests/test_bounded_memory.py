@@ -140,3 +140,35 @@ def test_slices_on_disk_read_back_as_float16():
     # The left half is sharpest in the first slice (0.5 m), the right half in the last (2 m).
     depth = out.depth[0, 0].numpy()
     assert np.median(depth[:, 10:30]) < 0.7 and np.median(depth[:, 50:70]) > 1.5
+
+
+def test_the_focal_stack_command_in_bands_matches_the_whole_frame(tmp_path, monkeypatch, capsys):
+    import core.focal_stack.banded as banded
+    import core.pipelines.focal_stack_depth as pipeline
+    from core.cli import main
+    from core.imageio import read_image, read_map, write_image
+
+    paths = []
+    for i, s in enumerate(focal_slices()):
+        write_image(tmp_path / f"s{i}.exr", s)
+        paths.append(str(tmp_path / f"s{i}.exr"))
+
+    def run(tag):
+        args = ["focal-stack-depth", "--stack", *paths, "--focus-distances", "0.5", "1", "2", "--quiet",
+                "--depth", str(tmp_path / f"d_{tag}.exr"), "--aif", str(tmp_path / f"a_{tag}.exr"),
+                "--confidence", str(tmp_path / f"c_{tag}.exr")]
+        assert main(args) == 0, capsys.readouterr().err
+
+    run("whole")
+    import core.commands.focal_stack_depth as command
+
+    calls = []
+    monkeypatch.setattr(command, "run_banded", lambda *a, **k: calls.append(1) or pipeline.run_banded(*a, **k))
+    monkeypatch.setattr(pipeline, "BANDED_BYTES", 0)
+    monkeypatch.setattr(banded, "BAND_BYTES", 1)  # the smallest bands: 64 rows, so two of them
+    monkeypatch.setattr(banded, "IN_MEMORY_BYTES", 0)  # and the slices on disk
+    run("bands")
+    assert calls == [1]
+    assert np.abs(read_map(tmp_path / "d_whole.exr") - read_map(tmp_path / "d_bands.exr")).max() < 0.02
+    assert np.abs(read_image(tmp_path / "a_whole.exr") - read_image(tmp_path / "a_bands.exr")).max() < 2e-3
+    assert np.abs(read_map(tmp_path / "c_whole.exr") - read_map(tmp_path / "c_bands.exr")).max() < 2e-3

@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from ..errors import check, fail
-from ..pipelines.focal_stack_depth import FocalStackDepthParams, run as run_stack, run_video
+from ..pipelines.focal_stack_depth import (FocalStackDepthParams, run as run_stack, run_banded, run_video,
+                                           runs_banded)
+from .common import add_nan_policy
 from .options import add_options, params_from
 
 FOCUS_FILE = "focus_distances.txt"
@@ -26,7 +28,12 @@ Focus distances: metres, one per slice (inf for infinity), as --focus-distances 
 (one number per line; for a video, one per frame, or 'FRAME METRES' pairs read sparsely and
 interpolated in dioptres). A folder's own {FOCUS_FILE} is used when neither is given. Without
 distances, depth comes out as a fractional slice index (classical method only).
-Outputs: --depth and --confidence as .exr/.pfm/.npy (metres, [0, 1]); --aif as any image.
+Outputs: --depth and --confidence as .exr/.pfm/.npy (metres, [0, 1]); --aif as any image; no two
+the same file, all checked before any work and written together at the end.
+Large stacks (over 512 MiB of slices) with the classical method and no alignment (--align none,
+or auto without --focal-length) run in bands of rows: memory stays bounded whatever the number of
+slices. A job that would need more memory than is free (or than $REFOCUS_MEMORY_LIMIT, e.g. 4G)
+is refused before it starts. Limits: --window 1..255 px.
 For a video, --frame picks the frame (default: the middle one); --frame all writes every frame,
 with '#' in the output names standing for the frame number.
 
@@ -50,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", help="output confidence map (.exr, .pfm, .npy)")
     p.add_argument("--frame", default=None, help="video: frame index, or 'all' (default: the middle frame)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    add_nan_policy(p)
     add_options(p.add_argument_group("stack, camera and method"), FocalStackDepthParams)
     p.set_defaults(run=run)
 
@@ -92,16 +100,34 @@ def _slice_paths(stack: list[str]) -> tuple[list[Path], Path | None]:
     return [Path(s) for s in stack], None
 
 
-def _outputs(args: argparse.Namespace, many: bool) -> None:
-    from ..imageio import IMAGE_EXTENSIONS
-    from .common import check_map_output, check_output_path
+def _outputs(args: argparse.Namespace, many: bool, frame: int = 0):
+    """The outputs (of one frame) as a checked core.outputs.OutputSet, and its (output, key) pairs."""
+    from ..imageio import IMAGE_EXTENSIONS, MAP_EXTENSIONS
+    from ..outputs import OutputSet
 
-    check_map_output(args.depth.replace("#", "0"), "depth")
-    check_output_path(args.aif.replace("#", "0"), IMAGE_EXTENSIONS, "all-in-focus")
-    if args.confidence:
-        check_map_output(args.confidence.replace("#", "0"), "confidence")
     for name in filter(None, (args.depth, args.aif, args.confidence)):
         check(not many or "#" in name, f"--frame all writes one file per frame: put '#' in {name}")
+    outputs = OutputSet()
+    wanted = [(outputs.add(_numbered(args.depth, frame), MAP_EXTENSIONS, "depth"), "depth"),
+              (outputs.add(_numbered(args.aif, frame), IMAGE_EXTENSIONS, "all-in-focus"), "all_in_focus")]
+    if args.confidence:
+        wanted.append((outputs.add(_numbered(args.confidence, frame), MAP_EXTENSIONS, "confidence"),
+                       "confidence"))
+    return outputs, wanted
+
+
+def _write(args: argparse.Namespace, many: bool, frame, result) -> None:
+    from ..imageio import write_image, write_map
+
+    outputs, wanted = _outputs(args, many, frame if many else 0)
+    with outputs.writing():
+        for out, key in wanted:
+            values = result.outputs[key]
+            if key == "all_in_focus":
+                outputs.write(out, lambda tmp, v=values: write_image(tmp, v))
+            else:
+                outputs.write(out, lambda tmp, v=values, ch="V" if key == "confidence" else "Z":
+                              write_map(tmp, v[..., 0], channel=ch))
 
 
 def _numbered(path: str, frame: int) -> str:
@@ -110,23 +136,18 @@ def _numbered(path: str, frame: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ..focal_stack.video import is_video_path
-    from ..imageio import write_image, write_map
 
     check(args.focus_file is None or args.focus_distances_m is None,
           "give --focus-distances or --focus-file, not both")
     rows = _read_focus_file(args.focus_file) if args.focus_file else None
     video = len(args.stack) == 1 and is_video_path(args.stack[0])
     many = video and args.frame == "all"
-    _outputs(args, many)
+    _outputs(args, many)  # every output checked before any work
 
     start = time.perf_counter()
     results = _run_video(args, rows) if video else [(None, _run_stack(args, rows))]
     for frame, result in results:
-        name = (lambda p: _numbered(p, frame)) if many else (lambda p: p)
-        write_map(name(args.depth), result.outputs["depth"][..., 0])
-        write_image(name(args.aif), result.outputs["all_in_focus"])
-        if args.confidence:
-            write_map(name(args.confidence), result.outputs["confidence"][..., 0], channel="V")
+        _write(args, many, frame, result)
     if not args.quiet:
         params = params_from(FocalStackDepthParams, args)
         last = results[-1][1]
@@ -140,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_stack(args: argparse.Namespace, rows):
-    from ..imageio import read_image
+    from ..imageio import image_shape, read_image
+    from ..memory import focal_stack_bytes
+    from .common import check_memory
 
     files, folder = _slice_paths(args.stack)
     check(len(files) >= 2, f"a focal stack needs at least 2 slices, got {len(files)}")
@@ -152,15 +175,44 @@ def _run_stack(args: argparse.Namespace, rows):
         distances = tuple(r[-1] for r in _read_focus_file(str(folder / FOCUS_FILE)))
     params = params_from(FocalStackDepthParams, args, focus_distances_m=distances)
     params.distances(len(files))  # wrong counts and duplicates refused before any slice is read
+    shape = image_shape(files[0])
+    if shape is not None:
+        h, w, c = shape
+        banded = runs_banded(params, len(files), h, w, c)
+        check_memory(focal_stack_bytes(len(files), h, w, min(c, 3), banded),
+                     f"depth from a focal stack of {len(files)} {w}x{h} slices")
+        if banded:
+            return _run_banded(files, params, (h, w, min(c, 3)), args)
     images = []
     for f in files:
-        image = read_image(f)
+        image = read_image(f, args.nan_policy)
         if images:
             first = images[0]
             check(image.shape[:2] == first.shape[:2], f"slice {f} is {image.shape[1]}x{image.shape[0]} but "
                                                       f"{files[0]} is {first.shape[1]}x{first.shape[0]}")
         images.append(image)
     return run_stack(images, params)
+
+
+def _run_banded(files: list[Path], params: FocalStackDepthParams, shape: tuple[int, int, int],
+                args: argparse.Namespace):
+    """Large unaligned classical stacks: each slice read, stored (memory or disk) and let go, then
+    the classical method band by band (core.focal_stack.banded)."""
+    from ..focal_stack.banded import SliceStore
+    from ..imageio import read_image
+    from ..progress import ProgressBar
+
+    h, w, c = shape
+    with SliceStore(len(files), h, w, c) as store:
+        for i, f in enumerate(files):
+            image = read_image(f, args.nan_policy)
+            check(image.shape[:2] == (h, w), f"slice {f} is {image.shape[1]}x{image.shape[0]} but {files[0]} is "
+                                             f"{w}x{h}")
+            check(image.shape[2] >= c, f"slice {f} has {image.shape[2]} channel(s) but {files[0]} has {c}")
+            store.put(i, image[..., :c])
+            del image
+        bar = ProgressBar("focal-stack-depth", unit=" bands", enabled=not args.quiet)
+        return run_banded(store, params, progress=bar)
 
 
 def _run_video(args: argparse.Namespace, rows):

@@ -110,9 +110,11 @@ def halo_rows(window: int, radius: int) -> int:
     return window // 2 + 2 + 2 * radius + 2
 
 
-def band_rows(count: int, width: int, halo: int, budget_bytes: int = BAND_BYTES) -> int:
-    """Rows per band (without halo) so that a band of ``count`` slices fits ``budget_bytes``."""
-    rows = budget_bytes // max(1, count * width * BYTES_PER_SLICE_PIXEL) - 2 * halo
+def band_rows(count: int, width: int, halo: int, budget_bytes: int | None = None) -> int:
+    """Rows per band (without halo) so that a band of ``count`` slices fits ``budget_bytes``
+    (default :data:`BAND_BYTES`)."""
+    budget = BAND_BYTES if budget_bytes is None else budget_bytes
+    rows = budget // max(1, count * width * BYTES_PER_SLICE_PIXEL) - 2 * halo
     return max(64, int(rows))
 
 

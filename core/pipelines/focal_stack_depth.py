@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MAX_SLICES = 8  # the node's Slice sockets; the command line takes any number
 MAX_WINDOW_PX = 255
+BANDED_BYTES = 512 * 2**20  # unaligned classical stacks larger than this (float32) run band by band
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,35 @@ def run(slices: Sequence[np.ndarray], params: FocalStackDepthParams, progress: P
     result = _result(focus, distances, device)
     step(4, 4)
     return result
+
+
+def alignment_mode(params: FocalStackDepthParams) -> str:
+    """The alignment ``params.align`` resolves to: ``auto`` is translation with a focal length and
+    focus distances, else none."""
+    if params.align == "auto":
+        return "translation" if params.focal_length_mm and params.focus_distances_m else "none"
+    return params.align
+
+
+def runs_banded(params: FocalStackDepthParams, count: int, height: int, width: int, channels: int = 3) -> bool:
+    """Whether a stack of this size runs in bands of rows (:func:`run_banded`): the classical
+    method, unaligned, and more than :data:`BANDED_BYTES` of slices."""
+    big = count * height * width * min(channels, 3) * 4 > BANDED_BYTES
+    return params.method == "classical" and alignment_mode(params) == "none" and big
+
+
+def run_banded(store, params: FocalStackDepthParams, progress: ProgressFn | None = None) -> Result:
+    """:func:`run` for slices already in a :class:`core.focal_stack.banded.SliceStore`: the classical
+    method band by band, so memory is one band's work and the outputs whatever the slice count."""
+    import torch
+
+    from ..focal_stack.banded import depth_from_focus_banded
+
+    distances = params.distances(store.shape[0])
+    with torch.no_grad():
+        focus = depth_from_focus_banded(store, distances, measure=params.measure, window=params.window_px,
+                                        progress=progress)
+    return _result(focus, distances, torch.device("cpu"))
 
 
 def run_video(frames: Sequence[np.ndarray], focus_distances_m: Sequence[float], params: FocalStackDepthParams,
