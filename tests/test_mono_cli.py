@@ -148,6 +148,14 @@ def _corrupt(tmp_path):
     return ["--image", p]
 
 
+def _nan_image(tmp_path):
+    p = tmp_path / "nan.exr"
+    values = np.full((H, W), 0.5, np.float32)
+    values[3, 4] = np.nan
+    write_exr(p, {"R": values, "G": values, "B": values})
+    return ["--image", p]
+
+
 def _junk_model(tmp_path):
     p = tmp_path / "junk.onnx"
     p.write_text("this is not a protobuf")
@@ -166,6 +174,7 @@ def _rank3_model(tmp_path):
 BAD = {
     "unreadable image": (lambda t: _corrupt(t), "corrupt PNG"),
     "missing image": (lambda t: ["--image", t / "none.png"], "not found"),
+    "NaN pixels": (_nan_image, "NaN"),
     "not an ONNX model": (_junk_model, "not an ONNX model"),
     "input rank": (_rank3_model, "rank 3"),
     "near >= far": (lambda t: ["--near", 5, "--far", 5], "must be closer than far"),
@@ -242,3 +251,12 @@ def test_worker_op_serves_both_outputs_and_refuses_depth_without_a_scale(tmp_pat
     relative = {k: v for k, v in params.items() if k not in ("near_m", "far_m")}
     with pytest.raises(InputError, match="Depth output needs"):
         op.run(job(relative, {"depth": "d.npy"}), op.spec.parse(relative))
+
+
+def test_nan_pixels_pass_with_a_nan_policy(tmp_path, capsys, red_model):
+    image = _nan_image(tmp_path)[1]
+    out = tmp_path / "n.npy"
+    code, err = run(["mono-depth", "--image", image, "--output", out, "--nan-policy", "zero", "--quiet",
+                     *exact(red_model)], capsys)
+    assert code == 0, err
+    assert np.isfinite(read_map(out)).all()

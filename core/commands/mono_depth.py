@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..pipelines.mono_depth import MonoDepthParams, run as run_pipeline
+from .common import add_nan_policy
 from .options import add_options, params_from
 
 FORMATS = ("exr", "pfm", "npy", "png")
@@ -61,6 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoothing", type=float, default=0.0, metavar="S",
                    help="with --sequence, temporal smoothing 0 (none, default) to 0.95")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    add_nan_policy(p)
     add_options(p.add_argument_group("model and metric depth"), MonoDepthParams)
     p.set_defaults(run=run)
 
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     summary = ""
     with outputs.writing():
         for i, path in enumerate(images):
-            image = read_image(path)
+            image = read_image(path, args.nan_policy)
             result = run_pipeline(image, params, aligner=aligner)
             for warning in result.warnings:
                 sys.stderr.write(f"refocus mono-depth: warning: {path.name}: {warning}\n")
