@@ -85,6 +85,13 @@ def test_weights_round_trip_and_inference_wrapper(tmp_path, tiny):
     for result in (full, reduced):
         assert float(result.confidence.min()) >= 0 and float(result.confidence.max()) <= 1
         assert float(result.depth.min()) >= 0.5 * (1 - 1e-5)
+        # the uncertainty is the slice weights' spread in dioptres: at most half the focus range
+        assert result.inverse_uncertainty.shape == result.depth.shape
+        assert float(result.inverse_uncertainty.min()) >= 0 and float(result.inverse_uncertainty.max()) <= 1.0 + 1e-5
+    weights = direct["weights"][0]
+    inverse = 1.0 / torch.tensor([2.0, 0.5, 1.0, 1e9]).view(4, 1, 1, 1)
+    expected = (weights * (inverse - direct["inverse_depth"]) ** 2).sum(dim=0, keepdim=True).sqrt()
+    assert torch.allclose(full.inverse_uncertainty, expected, atol=1e-5)
 
 
 def test_bad_weights_and_inputs(tmp_path, tiny):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..errors import check, check_image
 from ..weights import WEIGHTS_DIR, load_state, read_weights, save_weights
 from ..weights import default_weights as _default_weights
-from .depth_from_focus import FocusResult
+from .depth_from_focus import FocusResult, inverse_to_metres, spread_over
 from .slices import check_focus_distances, depth_from_dioptres
 
 WEIGHT_FILES = ("dff_full.pt", "dff_guided.pt", "dff_tiny.pt")  # preference order
@@ -91,6 +91,9 @@ def learned_depth(
             out = net(rgb[None], fd)
             weights, inverse, aif = out["weights"][0], out["inverse_depth"], out["aif"]
         confidence = ((weights.amax(dim=0, keepdim=True) - 1.0 / n) / (1.0 - 1.0 / n)).clamp(0.0, 1.0)
+        # The spread of the slice weights about the depth they average to, in dioptres.
+        spread = spread_over(weights, (1.0 / fd[0]).nan_to_num(posinf=0.0), inverse)
     dtype = stack.dtype
     return FocusResult(depth=depth_from_dioptres(inverse).to(dtype), all_in_focus=aif.to(dtype),
-                       confidence=confidence.to(dtype))
+                       confidence=confidence.to(dtype), uncertainty=inverse_to_metres(spread, inverse).to(dtype),
+                       inverse_uncertainty=spread.to(dtype))

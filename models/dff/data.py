@@ -47,7 +47,8 @@ class FolderFocalStacks(Dataset):
             fov = [float(v.get("relative_fov", 1.0)) for v in self.data.folder.record(i)["slices"]]
             stack, depth, aif = _unbreathe(stack, depth, aif, fov)
         return {"stack": stack, "focus_distances": sample["focus_distances"], "depth": depth, "aif": aif,
-                "defocus_scale": sample["coc_px_per_dioptre"].mean()}
+                "defocus_scale": sample["coc_px_per_dioptre"].mean(),
+                "coc_px_per_dioptre": sample["coc_px_per_dioptre"]}
 
 
 def _unbreathe(stack: torch.Tensor, depth: torch.Tensor, aif: torch.Tensor,

@@ -24,21 +24,31 @@ from torch.utils.data import Dataset
 from blender_scenes.dataset_preview import depth_tile
 from blender_scenes.sheet import caption, grid, tile, write_png
 from core.errors import InputError
+from core.focal_stack.defocus_volume import physical_depth
 from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.learned import learned_depth, load_model
 from core.focal_stack.metrics import MetricTable, aif_metrics, depth_metrics
+from core.focal_stack.noise import poisson_gaussian
 from core.progress import ProgressBar
 
 from .data import open_source
 
+# Methods a table can hold: the short argmax baseline (modified Laplacian, argmax, parabolic fit in
+# dioptres: depth_from_focus without its guided filter), the classical method, the physical one
+# (core.focal_stack.defocus_volume, given the sample's camera) and the network.
+METHODS = ("argmax", "classical", "physical", "learned")
+
 
 def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.device | str = "cpu", label: str = "",
              limit: int | None = None, table: MetricTable | None = None, grid_rows: list | None = None,
-             suffix: str = "", grid_limit: int = 4) -> MetricTable:
-    """Score the classical method and ``model`` (if any) on ``dataset``; returns the table.
+             suffix: str = "", grid_limit: int = 4, methods: tuple[str, ...] = ("classical", "learned"),
+             noise: tuple[float, float] | None = None) -> MetricTable:
+    """Score ``methods`` (``learned`` only with a ``model``) on ``dataset``; returns the table.
 
     ``grid_rows``, when a list, receives up to ``grid_limit`` preview rows of tiles from this
-    dataset. ``suffix`` is appended to the row names (e.g. the split).
+    dataset. ``suffix`` is appended to the row names (e.g. the split). ``noise`` (gain, read noise)
+    adds Poisson-Gaussian sensor noise to every stack (core.focal_stack.noise; the same level in
+    every slice, seeded by the stack's index), as a camera would.
     """
     table = table if table is not None else MetricTable()
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -47,12 +57,22 @@ def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.devi
     for i in range(count):
         sample = dataset[i]
         stack, fd, gt = sample["stack"].to(device), sample["focus_distances"], sample["depth"][None].to(device)
+        if noise is not None:
+            stack = poisson_gaussian(stack.cpu(), noise[0], noise[1], torch.Generator().manual_seed(1000 + i)).to(device)
         inv_fd = 1.0 / fd.double()
         near, far = 1.0 / float(inv_fd.max()), 1.0 / float(inv_fd.min())
         in_range = (gt >= near) & (gt <= far)
-        results = {"classical": depth_from_focus(stack, fd.tolist())}
-        if model is not None:
-            results["learned"] = learned_depth(stack, fd, model)
+        results = {}
+        for method in methods:
+            if method == "argmax":
+                results[method] = depth_from_focus(stack, fd.tolist(), radius=0)
+            elif method == "classical":
+                results[method] = depth_from_focus(stack, fd.tolist())
+            elif method == "physical":
+                k = sample.get("coc_px_per_dioptre", sample.get("defocus_scale"))
+                results[method] = physical_depth(stack, fd.tolist(), coc_per_dioptre_px=k)
+            elif method == "learned" and model is not None:
+                results[method] = learned_depth(stack, fd, model)
         for name, result in results.items():
             row = f"{name}{suffix}"
             table.add(row, depth_metrics(result.depth, gt, in_range))
@@ -78,7 +98,7 @@ def _preview_row(sample: dict[str, torch.Tensor], results: dict, near: float, fa
            caption(depth_tile(sample["depth"][0].numpy(), near, far), "ground truth")]
     for name, result in results.items():
         row.append(caption(depth_tile(result.depth[0, 0].cpu().numpy(), near, far), f"{name} depth"))
-    best = results.get("learned", results["classical"])
+    best = results.get("learned", results.get("physical", next(iter(results.values()))))
     row.append(caption(tile(hwc(best.all_in_focus[0])), "all-in-focus"))
     return row
 
@@ -88,12 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", action="append", required=True, help="a held-out split folder or synthetic:COUNT")
     p.add_argument("--weights", help="FocalStackNet weights (default: the shipped ones)")
     p.add_argument("--classical-only", action="store_true")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=["classical", "learned"],
+                   help="methods to score (default classical learned)")
+    p.add_argument("--noise", type=float, nargs=2, metavar=("GAIN", "READ"),
+                   help="add Poisson-Gaussian sensor noise: gain (1/photo-electrons at white) and read noise")
     p.add_argument("--grid", help="write a PNG preview grid here")
     p.add_argument("--limit", type=int, help="score at most this many stacks per split")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     try:
-        model = None if args.classical_only else load_model(args.weights, args.device)
+        methods = tuple(m for m in args.methods if not (args.classical_only and m == "learned"))
+        model = load_model(args.weights, args.device) if "learned" in methods else None
         table = MetricTable()
         rows: list = []
         per_split = max(2, 4 // len(args.data))  # preview rows from every split
@@ -101,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             split = data if data.startswith("synthetic") else Path(data).name
             evaluate(model, open_source(data, seed=1000), args.device, split, args.limit, table,
                      rows if args.grid else None, suffix=f" / {split}" if len(args.data) > 1 else "",
-                     grid_limit=per_split)
+                     grid_limit=per_split, methods=methods, noise=tuple(args.noise) if args.noise else None)
     except InputError as exc:
         sys.stderr.write(f"models.dff.evaluate: error: {exc}\n")
         return 2
