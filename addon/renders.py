@@ -405,17 +405,21 @@ def recomposite(scene: bpy.types.Scene, source: Path) -> None:
     """Composite ``scene``'s tree again from ``source``, the passes of its last render, with no
     render: the Render Result (the F12 window) then shows the Refocus nodes' current results.
 
-    Call it inside ``frame_evaluation.busy()``: the add-on's render handlers then ignore it.
+    The add-on's render handlers ignore it (it runs as the add-on's own edit, ``busy``).
     """
+    from .frame_evaluation import busy  # frame_evaluation imports this module
+
     render = scene.render
     engine = render.engine
     _engine_sources[scene.name] = str(source)
     try:
-        render.engine = PASSES_ENGINE
-        with _quiet():
-            bpy.ops.render.render(write_still=False, scene=scene.name)
+        with busy():
+            render.engine = PASSES_ENGINE
+            with _quiet():
+                bpy.ops.render.render(write_still=False, scene=scene.name)
     finally:
-        render.engine = engine
+        with busy():
+            render.engine = engine
         _engine_sources.pop(scene.name, None)
 
 
