@@ -57,6 +57,7 @@ class Job:
     send: Callable[[dict[str, Any]], None]
     cancel: threading.Event = field(default_factory=threading.Event)
     pause: float = 0.0  # seconds after each progress step (REFOCUS_WORKER_STEP_PAUSE)
+    declared: Any = None  # the outputs as a checked core.outputs.OutputSet (the server's)
 
     def progress(self, done: int, total: int) -> None:
         if self.cancel.is_set():
@@ -78,14 +79,15 @@ class Job:
         check(layer is None or isinstance(layer, str), f"input {key}: the layer must be a name")
         return read_layer(entry["path"], layer)
 
-    def write(self, key: str, values: np.ndarray) -> dict[str, Any]:
-        """Write output ``key`` (H, W, C) float32 to the path the add-on asked for."""
+    def write(self, key: str, values: np.ndarray, path: Any = None) -> dict[str, Any]:
+        """Write output ``key`` (H, W, C) float32 to the path the add-on asked for (or to ``path``,
+        the temporary file a core.outputs.OutputSet renames there)."""
         from ..imageio import atomic_write
 
         values = np.ascontiguousarray(values, dtype=np.float32)
         if values.ndim == 2:
             values = values[..., None]
-        with atomic_write(self.outputs[key]) as tmp, open(tmp, "wb") as f:
+        with atomic_write(path if path is not None else self.outputs[key]) as tmp, open(tmp, "wb") as f:
             np.save(f, values)
         return {"path": self.outputs[key], "shape": list(values.shape)}
 

@@ -114,7 +114,9 @@ class Server:
         if unknown:
             raise InputError(f"{op.spec.name}: unknown output(s) {', '.join(unknown)}; it gives {', '.join(sorted(known))}")
         op.spec.parse(params)  # refused here, before it queues behind a long job
-        return Job(request.get("id"), op.spec.name, inputs, params, outputs, self.send, pause=self.pause)
+        declared = _declare(outputs)  # every output file checked now, written together at the end
+        return Job(request.get("id"), op.spec.name, inputs, params, outputs, self.send, pause=self.pause,
+                   declared=declared)
 
     def _cancel(self, target: Any) -> None:
         if not isinstance(target, int) or isinstance(target, bool):
@@ -147,10 +149,15 @@ class Server:
             try:
                 op = self.ops[job.op]
                 result = op.run(job, op.spec.parse(job.params))
-                written = {key: job.write(key, values) for key, values in result.outputs.items() if key in job.outputs}
-                missing = sorted(set(job.outputs) - set(written))
+                missing = sorted(set(job.outputs) - set(result.outputs))
                 if missing:
                     raise InputError(f"{job.op} gave no {', '.join(missing)} for these inputs and parameters")
+                declared = job.declared if job.declared is not None else _declare(job.outputs)
+                written = {}
+                with declared.writing():  # all outputs or none (core.outputs)
+                    for out in declared:
+                        key, values = out.what, result.outputs[out.what]
+                        declared.write(out, lambda tmp, k=key, v=values: written.__setitem__(k, job.write(k, v, tmp)))
                 self.send({"id": job.id, "event": "done", "outputs": written, "info": result.info,
                            "warnings": result.warnings, "seconds": round(time.perf_counter() - start, 4)})
             except Cancelled:
@@ -166,6 +173,16 @@ class Server:
                            "message": f"{type(exc).__name__}: {exc}"})
             finally:
                 self.current = None
+
+
+def _declare(outputs: dict[str, str]):
+    """The request's output files as a checked core.outputs.OutputSet (``what`` is the output key)."""
+    from ..outputs import OutputSet
+
+    declared = OutputSet()
+    for key, path in outputs.items():
+        declared.add(path, (".npy",), key)
+    return declared
 
 
 def parse_line(line: str) -> dict[str, Any]:
