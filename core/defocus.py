@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,14 +38,22 @@ from .bokeh import bokeh_kernel, kernel_size
 from .errors import check, check_image, check_map
 from .optics import Lens
 
+if TYPE_CHECKING:
+    from .bokeh import PositionKernels
+    from .edges import EdgeSplit
+
 DEFAULT_K_MAX = 15
 DEFAULT_MASK = "linear"
+# refocus's default: layers beyond FINE_PX merged while no pixel's blur is off by more than this.
+DEFAULT_MERGE_PX = 1.0
 ProgressFn = Callable[[int, int], None]
 MaskKind = Literal["linear", "tanh"]
 
 # Soft masks below this are treated as zero when deciding where a layer lives.
 _MASK_EPS = 1e-6
 _TILE = 16
+# Layers stay ``step`` apart out to this CoC (pixels); beyond it they may be merged (``merge_px``).
+FINE_PX = 4.0
 
 
 @dataclass(frozen=True)
@@ -127,18 +135,33 @@ def downsampling_factor(diameter: float, k_max: int, ratio: float = 1.0) -> int:
 
 
 def plan_layers(coc_min: float, coc_max: float, step: float = 1.0, k_max: int = DEFAULT_K_MAX,
-                ratio: float = 1.0) -> list[Layer]:
-    """Layers covering signed CoC in [coc_min, coc_max], ``step`` pixels of blur apart, back to front.
+                ratio: float = 1.0, merge_px: float = 0.0) -> list[Layer]:
+    """Layers covering signed CoC in [coc_min, coc_max], back to front.
 
-    Layer centres sit on multiples of ``step``, so the in-focus plane (CoC 0) is a layer of its
-    own and passes through unblurred. The outermost layers reach one step beyond the data, so
-    every pixel lies between two layer centres.
+    Layer centres sit ``step`` pixels of blur apart from the in-focus plane (CoC 0, a layer of its
+    own that passes through unblurred) out to ``FINE_PX``; beyond it they are merged to
+    ``max(step, 2 * merge_px)`` apart. With linear masks a pixel is shared by the two layers around
+    its CoC, so its blur is off by at most half the spacing: ``merge_px`` is the largest blur error
+    allowed, in pixels of CoC diameter (0: every layer ``step`` apart). The outermost layers reach
+    one spacing beyond the data, so every pixel lies between two layer centres.
     """
     check(step > 0.0, f"layer step must be positive, got {step}")
+    check(merge_px >= 0.0, f"merge_px must be non-negative, got {merge_px}")
     check(math.isfinite(coc_min) and math.isfinite(coc_max), "circle of confusion is not finite")
-    first = math.floor(coc_min / step)
-    last = math.ceil(coc_max / step)
-    centres = [k * step for k in range(min(first, 0), max(last, 0) + 1)]
+    coarse = max(step, 2.0 * merge_px)
+
+    def side(limit: float) -> list[float]:
+        """Centres from 0 (excluded) out to the first one at or beyond ``limit`` >= 0."""
+        out: list[float] = []
+        k = 1
+        while (not out or out[-1] < limit) and k * step <= FINE_PX + 1e-9:
+            out.append(k * step)
+            k += 1
+        while not out or out[-1] < limit:
+            out.append((out[-1] if out else 0.0) + coarse)
+        return out if limit > 0.0 else []
+
+    centres = [-c for c in reversed(side(-min(coc_min, 0.0)))] + [0.0] + side(max(coc_max, 0.0))
     layers = []
     for i in range(len(centres) - 1, -1, -1):  # back (large positive CoC) to front
         layers.append(Layer(
@@ -151,10 +174,11 @@ def plan_layers(coc_min: float, coc_max: float, step: float = 1.0, k_max: int = 
 
 
 def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alpha: float) -> torch.Tensor:
-    """(L, th, tw) bool: which _TILE x _TILE tiles hold pixels of each layer (mask above _MASK_EPS).
+    """(L, th, tw) bool on the CPU: which _TILE x _TILE tiles hold pixels of each layer.
 
-    Counts per-pixel layer indices with one bincount, so a tile straddling a depth edge marks only
-    the layers its pixels are in, not every layer between them. One small host transfer follows.
+    ``coc``: (B, S, H, W), one plane per colour sample of a pixel (see :func:`layered_defocus`).
+    Counts per-pixel layer indices with one scatter-add, so a tile straddling a depth edge marks
+    only the layers its pixels are in, not every layer between them. One small host transfer follows.
     """
     with torch.no_grad():
         c = coc.detach()
@@ -173,36 +197,72 @@ def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alp
         spread = int((last - first).max()) if flat.numel() else 0
         for offset in range(spread + 1):
             index = first + offset
-            # Weights instead of boolean indexing: no gather, no data-dependent shapes.
+            # Weights instead of boolean indexing: no data-dependent shapes; index_add_ runs on
+            # every backend (CPU, CUDA, MPS).
             keep = (index <= last).to(c.dtype)
             layer_index = (count - 1 - index).clamp(0, count - 1)
-            occupancy += torch.bincount(layer_index * (th * tw) + tile, weights=keep, minlength=count * th * tw)
+            occupancy.index_add_(0, layer_index * (th * tw) + tile, keep)
         return (occupancy.view(count, th, tw) > 0).cpu()
 
 
 def _regions(occupied: torch.Tensor, reach: int, h: int, w: int) -> list[tuple[int, int, int, int]]:
     """Disjoint crops (y0, y1, x0, x1) that hold a layer's pixels and everything they blur onto.
 
-    Runs of occupied tile rows become separate crops when their blurred reaches cannot meet, so a
-    layer made of a thin band and a distant object is not processed as one frame-sized box.
+    The occupied tiles, grown by the blur's reach, fall apart into connected groups; each group's
+    box is a crop, and boxes that overlap are merged until none does. So a layer made of a thin
+    floor band and a distant object is processed as two small boxes, not one frame-sized box, and
+    every pixel of the layer lies in exactly one crop.
     """
-    rows = occupied.any(dim=1).nonzero().flatten().tolist()
-    if not rows:
+    if not bool(occupied.any()):
         return []
-    gap_tiles = (2 * reach) // _TILE + 1
-    runs: list[list[int]] = [[rows[0], rows[0]]]
-    for r in rows[1:]:
-        if r - runs[-1][1] > gap_tiles:
-            runs.append([r, r])
-        else:
-            runs[-1][1] = r
-    out = []
-    for r0, r1 in runs:
-        cols = occupied[r0:r1 + 1].any(dim=0).nonzero().flatten()
-        y0, y1 = r0 * _TILE, min((r1 + 1) * _TILE, h)
-        x0, x1 = int(cols[0]) * _TILE, min((int(cols[-1]) + 1) * _TILE, w)
-        out.append((max(y0 - reach, 0), min(y1 + reach, h), max(x0 - reach, 0), min(x1 + reach, w)))
-    return out
+    import numpy as np
+
+    grow = -(-reach // _TILE)
+    occ = occupied.numpy().astype(np.uint8)
+    th, tw = occ.shape
+    # Grow by `grow` tiles (a separable max over a (2g+1)^2 window) to join tiles whose reaches touch.
+    padded = np.pad(occ, grow)
+    grown = np.zeros_like(padded)
+    for dy in range(2 * grow + 1):
+        grown[grow:grow + th] |= padded[dy:dy + th]
+    rows = grown[grow:grow + th]
+    cols = np.zeros_like(padded[grow:grow + th])
+    padded_rows = np.pad(rows, ((0, 0), (grow, grow)))
+    for dx in range(2 * grow + 1):
+        cols[:, grow:grow + tw] |= padded_rows[:, dx:dx + tw]
+    joined = cols[:, grow:grow + tw]
+    boxes = []
+    for y0, y1, x0, x1 in _components(joined):
+        # The box of the layer's own tiles in this group, then grown by the exact reach in pixels.
+        inner = occ[y0:y1, x0:x1]
+        ys, xs = np.nonzero(inner.any(axis=1))[0], np.nonzero(inner.any(axis=0))[0]
+        if ys.size == 0:
+            continue
+        by0, by1 = (y0 + ys[0]) * _TILE, min((y0 + ys[-1] + 1) * _TILE, h)
+        bx0, bx1 = (x0 + xs[0]) * _TILE, min((x0 + xs[-1] + 1) * _TILE, w)
+        boxes.append([max(by0 - reach, 0), min(by1 + reach, h), max(bx0 - reach, 0), min(bx1 + reach, w)])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3]:
+                    boxes[i] = [min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return [tuple(box) for box in sorted(boxes)]
+
+
+def _components(mask) -> list[tuple[int, int, int, int]]:
+    """Bounding boxes (y0, y1, x0, x1), end-exclusive, of the 8-connected groups of a small 2-D mask."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    return [(int(s[1]), int(s[1] + s[3]), int(s[0]), int(s[0] + s[2])) for s in stats[1:count]]
 
 
 # Folded into a downsampled layer's kernel: a mild Laplacian sharpening that undoes most of the
@@ -210,40 +270,88 @@ def _regions(occupied: torch.Tensor, reach: int, h: int, w: int) -> list[tuple[i
 # blur than bicubic enlargement, at a third of its cost).
 _RECONSTRUCTION = torch.tensor([[0.0, -0.25, 0.0], [-0.25, 2.0, -0.25], [0.0, -0.25, 0.0]])
 
+# Kernels at least this wide are applied by FFT: a direct depthwise convolution costs k^2 per
+# pixel, the FFT a few log(N) whatever the kernel (only reached when k_max is raised to avoid
+# downsampling, e.g. for exact reference renders).
+FFT_MIN_KERNEL = 41
 
-def _blur(stack: torch.Tensor, layer: Layer, blades: int, rotation: float, ratio: float) -> torch.Tensor:
-    """Blur a (B, C, h, w) premultiplied stack by the layer's bokeh, downsampling as planned."""
+KernelFn = Callable[[Layer, torch.device, torch.dtype], torch.Tensor]
+
+
+def _layer_kernel(layer: Layer, blades: int, rotation: float, ratio: float, device: torch.device,
+                  dtype: torch.dtype, kernel_fn: KernelFn | None = None) -> torch.Tensor:
+    """The layer's PSF at its own resolution, the reconstruction sharpening folded in when downsampled."""
     scale = layer.scale
-    # Measured against Cycles: the aperture images upright behind the focus plane and turned
-    # 180 degrees in front of it.
-    kernel = bokeh_kernel(layer.diameter / scale, blades, rotation, ratio, flip=layer.centre < 0,
-                          device=stack.device, dtype=stack.dtype)
-    if kernel.numel() == 1:
-        return stack
-    h, w = stack.shape[-2:]
-    x = stack
-    if scale > 1:
-        # A tent (antialiased bilinear) reduction rather than a box: it keeps each point's centroid,
-        # so a highlight's bokeh does not jump by up to scale/2 pixels as it moves across frames.
-        ph, pw = (-h) % scale, (-w) % scale
-        x = F.pad(x, (0, pw, 0, ph))
-        x = F.interpolate(x, size=(x.shape[-2] // scale, x.shape[-1] // scale), mode="bilinear",
-                          antialias=True, align_corners=False)
+    if kernel_fn is not None:
+        kernel = kernel_fn(layer, device, dtype)
+    else:
+        # Measured against Cycles: the aperture images upright behind the focus plane and turned
+        # 180 degrees in front of it.
+        kernel = bokeh_kernel(layer.diameter / scale, blades, rotation, ratio, flip=layer.centre < 0,
+                              device=device, dtype=dtype)
+    if scale > 1 and kernel.numel() > 1:
         sharpen = _RECONSTRUCTION.to(kernel)
         kernel = F.conv2d(F.pad(kernel[None, None], (2, 2, 2, 2)), sharpen[None, None])[0, 0]
-    channels = x.shape[1]
+    return kernel
+
+
+def convolve(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Scatter each pixel of a (B, C, h, w) stack by a (k, k) PSF, zero outside; same size out.
+
+    Direct channels-last depthwise convolution for small kernels, FFT for kernels of at least
+    FFT_MIN_KERNEL pixels. Both run on any torch device.
+    """
     k = kernel.shape[-1]
+    if k == 1:
+        return x * kernel.reshape(())
+    channels = x.shape[1]
+    if k >= FFT_MIN_KERNEL:
+        h, w = x.shape[-2:]
+        size = (h + k - 1, w + k - 1)
+        spectrum = torch.fft.rfft2(x, s=size) * torch.fft.rfft2(kernel.to(x.dtype), s=size)
+        half = k // 2
+        return torch.fft.irfft2(spectrum, s=size)[..., half:half + h, half:half + w].contiguous()
     weight = kernel.flip(0, 1).expand(channels, 1, k, k)  # conv2d correlates; flip to scatter the PSF
     # Channels-last depthwise convolution is 3-5x faster on CPU (oneDNN) and has no cliff at 15x15,
-    # where the NCHW path falls to a kernel 30x slower; the element-wise work stays NCHW, where it
-    # is faster.
+    # where the NCHW path falls to a kernel 30x slower.
     x = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, padding=k // 2, groups=channels)
-    x = x.contiguous()
+    return x.contiguous()
+
+
+def _blur(stack: torch.Tensor, layer: Layer, blades: int, rotation: float, ratio: float) -> torch.Tensor:
+    """Blur a (B, C, h, w) premultiplied stack by the layer's bokeh at full resolution, downsampling
+    as planned (reduce, blur, enlarge). Kept for callers of the one-layer step; the renderer itself
+    composites downsampled layers at their own resolution (:func:`layered_defocus`)."""
+    kernel = _layer_kernel(layer, blades, rotation, ratio, stack.device, stack.dtype)
+    if kernel.numel() == 1:
+        return stack
+    scale = layer.scale
+    h, w = stack.shape[-2:]
+    x = _reduce(stack, scale) if scale > 1 else stack
+    x = convolve(x, kernel)
     if scale > 1:
         x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)[..., :h, :w]
-        # The sharpening overshoots a little at edges: no weight may go negative or exceed full cover.
-        x = torch.cat([x[:, :-1].clamp_min(0.0), x[:, -1:].clamp(0.0, 1.0)], dim=1)
+        x = _clamp_stack(x)
     return x
+
+
+def _reduce(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """(B, C, h, w) to (B, C, ceil(h/s), ceil(w/s)) by a tent (antialiased bilinear) filter.
+
+    A tent rather than a box: it keeps each point's centroid, so a highlight's bokeh does not
+    jump by up to scale/2 pixels as it moves across frames.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % scale, (-w) % scale
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph))
+    return F.interpolate(x, size=(x.shape[-2] // scale, x.shape[-1] // scale), mode="bilinear",
+                         antialias=True, align_corners=False)
+
+
+def _clamp_stack(x: torch.Tensor) -> torch.Tensor:
+    """The sharpening overshoots a little at edges: no weight may go negative or exceed full cover."""
+    return torch.cat([x[:, :-1].clamp_min(0.0), x[:, -1:].clamp(0.0, 1.0)], dim=1)
 
 
 def layered_defocus(
@@ -258,6 +366,10 @@ def layered_defocus(
     mask: MaskKind = DEFAULT_MASK,
     alpha: float = 1e3,
     progress: ProgressFn | None = None,
+    merge_px: float = 0.0,
+    split: "EdgeSplit | None" = None,
+    kernel_fn: KernelFn | None = None,
+    position_kernels: "PositionKernels | None" = None,
 ) -> torch.Tensor:
     """Render shallow depth of field from an all-in-focus image and its signed CoC map.
 
@@ -269,13 +381,20 @@ def layered_defocus(
         blades, rotation, ratio: aperture shape (see :func:`core.bokeh.bokeh_kernel`).
         k_max: largest kernel side in pixels; wider blurs run on a downsampled layer.
             ``k_max`` >= the largest CoC + 1 disables downsampling.
-        step: layer spacing in pixels of CoC at full resolution (1: no layer spans more than a
-            pixel of blur).
+        step: layer spacing in pixels of CoC at full resolution near focus (1: no layer spans more
+            than a pixel of blur).
         mask: ``"linear"`` (default) shares a pixel between its two nearest layers in proportion,
             so blur follows the CoC continuously; ``"tanh"`` is SteReFo's smoothed step window.
         alpha: sharpness of the ``tanh`` window edges (SteReFo uses 1e3); lower values give
             smoother gradients for training.
         progress: called as ``progress(done, total)`` after each layer.
+        merge_px: largest blur error, pixels of CoC, allowed for merging layers away from focus
+            (see :func:`plan_layers`); 0 keeps every layer ``step`` apart.
+        split: mixed edge pixels split into a near and a far part (:func:`core.edges.split_edges`);
+            each part joins the layer of its own depth.
+        kernel_fn: ``kernel_fn(layer, device, dtype)`` gives a layer's PSF at the layer's own
+            resolution instead of the aperture polygon (a bokeh image, :mod:`core.bokeh`).
+        position_kernels: a PSF that changes across the frame (cat's eye, :mod:`core.bokeh`).
 
     Returns:
         (B, C, H, W) defocused image, scene-linear, same dtype and device as ``image``.
@@ -292,28 +411,114 @@ def layered_defocus(
     check(alpha > 0.0, f"alpha must be positive, got {alpha}")
     b, c, h, w = image.shape
     coc = coc.to(dtype=image.dtype, device=image.device).expand(b, 1, h, w)
+    samples = [(image, coc, None)]
+    if split is not None:
+        samples = split.samples(image, coc)
+    all_coc = torch.cat([s[1] for s in samples], dim=1) if len(samples) > 1 else coc
     with torch.no_grad():
-        c_min, c_max = float(coc.min()), float(coc.max())
-    layers = plan_layers(c_min, c_max, step, k_max, ratio)
-    occupancy = _layer_occupancy(coc, layers, mask, alpha)
-    differentiable = torch.is_grad_enabled() and (image.requires_grad or coc.requires_grad)
+        c_min, c_max = float(all_coc.min()), float(all_coc.max())
+    layers = plan_layers(c_min, c_max, step, k_max, ratio, merge_px)
+    occupancy = _layer_occupancy(all_coc, layers, mask, alpha)
+    differentiable = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for s in samples for t in s)
+
+    def stack_of(layer: Layer, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+        """(B, C + 1, y1 - y0, x1 - x0): the layer's premultiplied colour and its mask in a crop."""
+        colour = None
+        weight = None
+        for img, cc, wt in samples:
+            m = layer.mask(cc[..., y0:y1, x0:x1], mask, alpha)
+            if wt is not None:
+                m = m * wt[..., y0:y1, x0:x1]
+            part = img[..., y0:y1, x0:x1] * m
+            colour = part if colour is None else colour + part
+            weight = m if weight is None else weight + m
+        return torch.cat([colour, weight], dim=1)
+
+    def blur_at(x: torch.Tensor, layer: Layer, kernel: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
+        if position_kernels is not None and layer.diameter > 1.0:
+            return position_kernels.blur(x, layer, origin, (h, w))
+        return convolve(x, kernel)
 
     # Colour and mask accumulate in one tensor, so each layer composites with one multiply-add.
     acc = image.new_zeros(b, c + 1, h, w)
-    for index, layer in enumerate(layers):
-        reach = kernel_size(layer.diameter, ratio) // 2 + 2 * layer.scale
-        for y0, y1, x0, x1 in _regions(occupancy[index], reach, h, w):
-            m = layer.mask(coc[..., y0:y1, x0:x1], mask, alpha)
-            stack = torch.cat([image[..., y0:y1, x0:x1] * m, m], dim=1)
-            blurred = _blur(stack, layer, blades, rotation, ratio)
-            cover = 1.0 - blurred[:, c:]
-            if differentiable:
-                acc = _paste(acc, acc[..., y0:y1, x0:x1] * cover + blurred, y0, y1, x0, x1)
-            else:
-                acc[..., y0:y1, x0:x1].mul_(cover).add_(blurred)
-        if progress is not None:
-            progress(index + 1, len(layers))
+    done = 0
+    for group in _scale_groups(layers):
+        scale = group[0][1].scale
+        if scale == 1:
+            for index, layer in group:
+                kernel = _layer_kernel(layer, blades, rotation, ratio, image.device, image.dtype, kernel_fn)
+                reach = kernel.shape[-1] // 2
+                for y0, y1, x0, x1 in _regions(occupancy[index], reach, h, w):
+                    blurred = blur_at(stack_of(layer, y0, y1, x0, x1), layer, kernel, (y0, x0))
+                    acc = _over(acc, blurred, y0, y1, x0, x1, differentiable)
+                done += 1
+                if progress is not None:
+                    progress(done, len(layers))
+            continue
+        # Downsampled layers next to each other in depth composite among themselves at their own
+        # resolution ("over" is associative), and the group is enlarged and composited once: the
+        # full-resolution work per layer is only cutting out and reducing its pixels.
+        plans = []
+        for index, layer in group:
+            kernel = _layer_kernel(layer, blades, rotation, ratio, image.device, image.dtype, kernel_fn)
+            reach = (kernel.shape[-1] // 2 + 1) * scale
+            plans.append((layer, kernel, [_aligned(r, scale) for r in _regions(occupancy[index], reach, h, w)]))
+        boxes = [r for _, _, regions in plans for r in regions]
+        if not boxes:
+            done += len(group)
+            if progress is not None:
+                progress(done, len(layers))
+            continue
+        gy0, gx0 = min(r[0] for r in boxes), min(r[2] for r in boxes)
+        gy1, gx1 = max(r[1] for r in boxes), max(r[3] for r in boxes)
+        small = image.new_zeros(b, c + 1, (gy1 - gy0) // scale, (gx1 - gx0) // scale)
+        for layer, kernel, regions in plans:
+            for y0, y1, x0, x1 in regions:
+                stack = stack_of(layer, y0, min(y1, h), x0, min(x1, w))
+                reduced = _reduce(stack, scale)
+                blurred = blur_at(reduced, layer, kernel, (y0, x0))
+                small = _over(small, blurred, (y0 - gy0) // scale, (y1 - gy0) // scale,
+                              (x0 - gx0) // scale, (x1 - gx0) // scale, differentiable)
+            done += 1
+            if progress is not None:
+                progress(done, len(layers))
+        large = F.interpolate(small, scale_factor=scale, mode="bilinear", align_corners=False)
+        large = _clamp_stack(large[..., :min(gy1, h) - gy0, :min(gx1, w) - gx0])
+        acc = _over(acc, large, gy0, min(gy1, h), gx0, min(gx1, w), differentiable)
     return acc[:, :c] / acc[:, c:].clamp_min(1e-12)
+
+
+def _scale_groups(layers: list[Layer]) -> list[list[tuple[int, Layer]]]:
+    """Runs of consecutive layers (back to front) that share a downsampling factor."""
+    groups: list[list[tuple[int, Layer]]] = []
+    for index, layer in enumerate(layers):
+        if groups and groups[-1][-1][1].scale == layer.scale:
+            groups[-1].append((index, layer))
+        else:
+            groups.append([(index, layer)])
+    return groups
+
+
+def _aligned(region: tuple[int, int, int, int], scale: int) -> tuple[int, int, int, int]:
+    """A crop grown outwards to multiples of ``scale`` (it may then reach past the frame's end),
+    so that every reduced layer samples the same grid."""
+    y0, y1, x0, x1 = region
+    return (y0 // scale * scale, -(-y1 // scale) * scale, x0 // scale * scale, -(-x1 // scale) * scale)
+
+
+def _over(acc: torch.Tensor, layer: torch.Tensor, y0: int, y1: int, x0: int, x1: int,
+          differentiable: bool) -> torch.Tensor:
+    """Composite a premultiplied (colour, cover) ``layer`` over ``acc[..., y0:y1, x0:x1]``.
+
+    ``layer`` may be larger than the crop (an aligned, reduced crop past the frame's end): it is cut.
+    """
+    layer = layer[..., :y1 - y0, :x1 - x0]
+    cover = 1.0 - layer[:, -1:]
+    if differentiable:
+        return _paste(acc, acc[..., y0:y1, x0:x1] * cover + layer, y0, y1, x0, x1)
+    acc[..., y0:y1, x0:x1].mul_(cover).add_(layer)
+    return acc
 
 
 def _paste(target: torch.Tensor, region: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
@@ -334,6 +539,7 @@ def refocus(
     alpha: float = 1e3,
     pixel_aspect: float = 1.0,
     progress: ProgressFn | None = None,
+    merge_px: float = DEFAULT_MERGE_PX,
 ) -> torch.Tensor:
     """Refocus an all-in-focus image with the depth of field of ``lens``.
 
@@ -343,7 +549,8 @@ def refocus(
         lens: camera (focal length, f-stop, sensor, aperture shape); its focus distance is used
             unless ``focus_distance`` is given.
         focus_distance: metres; a float, or a (B, 1, 1, 1) tensor (differentiable).
-        k_max, step, mask, alpha, progress: see :func:`layered_defocus`.
+        k_max, step, mask, alpha, progress, merge_px: see :func:`layered_defocus`; layers away
+            from focus are merged by default, as long as no pixel's blur is off by more than 1 px.
 
     Returns:
         (B, C, H, W) scene-linear image with the lens's depth of field.
@@ -354,7 +561,7 @@ def refocus(
     coc = lens.circle_of_confusion(depth.to(image.dtype), focus_distance, pixel_aspect)
     return layered_defocus(
         image, coc, blades=lens.blades, rotation=lens.rotation, ratio=lens.ratio,
-        k_max=k_max, step=step, mask=mask, alpha=alpha, progress=progress,
+        k_max=k_max, step=step, mask=mask, alpha=alpha, progress=progress, merge_px=merge_px,
     )
 
 
