@@ -108,9 +108,9 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 def _create(method: Method) -> cv2.Tracker:
     if method == "csrt":
         params = cv2.TrackerCSRT_Params()
-        # Smaller learned template than OpenCV's 200 px: the same accuracy on subjects of tens of
-        # pixels, several times faster on 640x360 frames (bench/focus_track_speed.py).
-        params.template_size = 96
+        # A learned template of 64 px, not OpenCV's 200: the same accuracy on subjects of tens of
+        # pixels (dev clips), several times faster on 640x360 frames (bench/focus_track_speed.py).
+        params.template_size = 64
         params.use_segmentation = False
         # Nine scales, not 33: the pipeline resizes the box from depth, the filter only fine-tunes.
         params.number_of_scales = 9

@@ -30,7 +30,10 @@ from ..errors import check
 from . import ProgressFn
 from .checks import SENSOR_FITS, check_sensor
 
-STATUS_CODES = {"init": 0, "tracked": 1, "redetected": 2, "lost": 3, "given": 4}
+# How far the filter's box may drift from the size the subject's distance implies before it is
+# restarted at that size: CSRT follows scale itself (and a restart costs two of its updates), KCF
+# keeps the size it started with.
+RESIZE_TOLERANCE = {"csrt": 0.15, "kcf": 0.08}
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,7 @@ def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], orde
             else:
                 wanted = reference[0] * reference[1] / sample.distance_m
                 ratio = wanted / max(diagonal, 1e-6)
-                if abs(ratio - 1.0) > 0.08:
+                if abs(ratio - 1.0) > RESIZE_TOLERANCE[params.method]:
                     current = scale_box(current, ratio)
                     tracker.resize(image, down(current))
         if state.good and not sample.held:
