@@ -138,6 +138,12 @@ BAD = {
     "bad depth extension": (lambda p, s: p[:2], ["--focus-distances", 1, 2, "--depth", "d.png"],
                             "unknown depth extension"),
     "focus file garbage": (lambda p, s: p[:2], ["--focus-file", "garbage.txt"], "expected numbers"),
+    "physical without the camera": (lambda p, s: p[:3], ["--focus-distances", 1, 2, 3, "--method", "physical"],
+                                    "needs the camera"),
+    # a phone lens at 96 px blurs 3 m against 5 m by a few hundredths of a pixel
+    "camera cannot blur the range apart": (lambda p, s: p[:3], ["--focus-distances", 3, 4, 5, "--focal-length", 4.3,
+                                                              "--f-stop", 2.8, "--sensor-width", 5.6],
+                                           "blurs the focus range apart by only"),
 }
 
 
@@ -165,6 +171,21 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, scen
     lines = io.err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], io.err
     assert list(out.iterdir()) == []
+
+
+def test_physical_method_without_aif_writes_depth_and_uncertainty(tmp_path, capsys, scene):
+    truth, slices = scene
+    paths = write_slices(tmp_path / "in", slices)
+    out = tmp_path / "out"
+    out.mkdir()
+    code, io = run(["focal-stack-depth", "--stack", *paths, "--focus-distances", *FOCUS, "--method", "physical",
+                    "--focal-length", 50, "--f-stop", 1.4, "--align", "none", "--depth", out / "d.exr",
+                    "--uncertainty", out / "u.exr", "--quiet"], capsys)
+    assert code == 0, io.err
+    assert sorted(p.name for p in out.iterdir()) == ["d.exr", "u.exr"]  # no all-in-focus asked, none written
+    depth, sigma = read_map(out / "d.exr"), read_map(out / "u.exr")
+    assert dioptre_error(depth, truth) < 0.1  # measured 0.03 D (slices 0.4 D apart)
+    assert sigma.shape == depth.shape and float(sigma.min()) >= 0
 
 
 def test_real_command_line(tmp_path, scene):

@@ -28,8 +28,10 @@ Focus distances: metres, one per slice (inf for infinity), as --focus-distances 
 (one number per line; for a video, one per frame, or 'FRAME METRES' pairs read sparsely and
 interpolated in dioptres). A folder's own {FOCUS_FILE} is used when neither is given. Without
 distances, depth comes out as a fractional slice index (classical method only).
-Outputs: --depth and --confidence as .exr/.pfm/.npy (metres, [0, 1]); --aif as any image; no two
-the same file, all checked before any work and written together at the end.
+Outputs: --depth, --confidence and --uncertainty as .exr/.pfm/.npy (metres, [0, 1], metres);
+--aif (optional) as any image; no two the same file, all checked before any work and written
+together at the end. --method physical reads the camera: give --focal-length, --f-stop and
+--sensor-width; a camera that blurs the focus range apart by under a pixel is refused.
 Large stacks (over 512 MiB of slices) with the classical method and no alignment (--align none,
 or auto without --focal-length) run in bands of rows: memory stays bounded whatever the number of
 slices. A job that would need more memory than is free (or than $REFOCUS_MEMORY_LIMIT, e.g. 4G)
@@ -42,6 +44,8 @@ examples:
       --focal-length 4.3 --depth depth.exr --aif aif.png --confidence conf.exr
   python -m core focal-stack-depth --stack sweep.mp4 --focus-file focus.txt --frame all \\
       --depth out/depth_###.exr --aif out/aif_###.png
+  python -m core focal-stack-depth --stack folder/ --method physical --focal-length 50 --f-stop 2 \\
+      --depth depth.exr --uncertainty sigma.exr
 """
 
 
@@ -53,8 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stack", nargs="+", required=True, metavar="SLICE", help="slice images, a folder, or a video")
     p.add_argument("--focus-file", help="text file of focus distances (see below)")
     p.add_argument("--depth", required=True, help="output depth map (.exr, .pfm, .npy)")
-    p.add_argument("--aif", required=True, help="output all-in-focus image")
+    p.add_argument("--aif", help="output all-in-focus image (optional)")
     p.add_argument("--confidence", help="output confidence map (.exr, .pfm, .npy)")
+    p.add_argument("--uncertainty", help="output depth uncertainty map, one standard deviation in depth's unit "
+                                         "(.exr, .pfm, .npy)")
     p.add_argument("--frame", default=None, help="video: frame index, or 'all' (default: the middle frame)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     add_nan_policy(p)
@@ -105,14 +111,18 @@ def _outputs(args: argparse.Namespace, many: bool, frame: int = 0):
     from ..imageio import IMAGE_EXTENSIONS, MAP_EXTENSIONS
     from ..outputs import OutputSet
 
-    for name in filter(None, (args.depth, args.aif, args.confidence)):
+    for name in filter(None, (args.depth, args.aif, args.confidence, args.uncertainty)):
         check(not many or "#" in name, f"--frame all writes one file per frame: put '#' in {name}")
     outputs = OutputSet()
-    wanted = [(outputs.add(_numbered(args.depth, frame), MAP_EXTENSIONS, "depth"), "depth"),
-              (outputs.add(_numbered(args.aif, frame), IMAGE_EXTENSIONS, "all-in-focus"), "all_in_focus")]
+    wanted = [(outputs.add(_numbered(args.depth, frame), MAP_EXTENSIONS, "depth"), "depth")]
+    if args.aif:
+        wanted.append((outputs.add(_numbered(args.aif, frame), IMAGE_EXTENSIONS, "all-in-focus"), "all_in_focus"))
     if args.confidence:
         wanted.append((outputs.add(_numbered(args.confidence, frame), MAP_EXTENSIONS, "confidence"),
                        "confidence"))
+    if args.uncertainty:
+        wanted.append((outputs.add(_numbered(args.uncertainty, frame), MAP_EXTENSIONS, "uncertainty"),
+                       "uncertainty"))
     return outputs, wanted
 
 
@@ -120,13 +130,15 @@ def _write(args: argparse.Namespace, many: bool, frame, result) -> None:
     from ..imageio import write_image, write_map
 
     outputs, wanted = _outputs(args, many, frame if many else 0)
+    for _, key in wanted:
+        check(key in result.outputs, f"this run gives no {key} map (large banded stacks have no uncertainty)")
     with outputs.writing():
         for out, key in wanted:
             values = result.outputs[key]
             if key == "all_in_focus":
                 outputs.write(out, lambda tmp, v=values: write_image(tmp, v))
             else:
-                outputs.write(out, lambda tmp, v=values, ch="V" if key == "confidence" else "Z":
+                outputs.write(out, lambda tmp, v=values, ch="Z" if key == "depth" else "V":
                               write_map(tmp, v[..., 0], channel=ch))
 
 

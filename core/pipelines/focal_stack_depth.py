@@ -37,8 +37,9 @@ class FocalStackDepthParams:
                                                                 "correction")
     f_stop: float | None = param(None, help="aperture f-number (reports how well the stack resolves depth)")
     sensor_width_mm: float = param(36.0, unit="mm", help="sensor width")
-    method: Literal["classical", "learned"] = param("classical", help="classical (focus measures) or learned "
-                                                                      "(FocalStackNet)")
+    method: Literal["classical", "physical", "learned"] = param(
+        "classical", help="classical (focus measures, fast), physical (a cost volume from the camera's own blur: "
+                          "needs the focal length and f-stop) or learned (FocalStackNet)")
     weights: str | None = param(None, help="FocalStackNet weights for the learned method (default: the shipped ones)")
     align: Literal["auto", "none", "breathing", "translation", "affine", "homography"] = param(
         "auto", help="alignment: auto = breathing + translation with the focal length, none without; "
@@ -66,7 +67,9 @@ class FocalStackDepthParams:
                 check(d > 0, f"focus distances must be positive, got {d:g} m")
                 check(d == float("inf") or d < 1e7, f"a focus distance of {d:g} m is not a distance")
         check(self.focus_distances_m is not None or self.method == "classical",
-              "the learned method needs focus distances")
+              f"the {self.method} method needs focus distances")
+        check(self.method != "physical" or (self.focal_length_mm is not None and self.f_stop is not None),
+              "the physical method needs the camera: give the focal length and the f-stop (and the sensor width)")
         check(self.align != "breathing" or (self.focal_length_mm is not None and self.focus_distances_m is not None),
               "breathing alignment needs the focal length and focus distances")
         check_finite("the focal length", self.focal_length_mm)
@@ -135,14 +138,45 @@ def estimate(stack: "torch.Tensor", distances: list[float] | None, params: Focal
             from .networks import network
 
             return learned.learned_depth(stack, distances, network(learned, device, params.weights))
+        if params.method == "physical":
+            from ..focal_stack.defocus_volume import physical_depth
+
+            return physical_depth(stack, distances, camera_lens(params))
         return depth_from_focus(stack, distances, measure=params.measure, window=params.window_px)
+
+
+def camera_lens(params: FocalStackDepthParams):  # -> core.optics.Lens | None
+    """The camera the parameters describe, when the focal length and f-stop are both given."""
+    from ..optics import Lens
+
+    if params.focal_length_mm is None or params.f_stop is None:
+        return None
+    return Lens(focal_length_mm=params.focal_length_mm, f_stop=params.f_stop, focus_distance=1e6,
+                sensor_width_mm=params.sensor_width_mm)
+
+
+def check_camera(params: FocalStackDepthParams, distances: list[float] | None, width: int, height: int) -> None:
+    """With a known camera and focus distances: InputError when the camera cannot blur the focus
+    range apart (under a pixel between the nearest and farthest slice), whatever the method."""
+    import torch
+
+    from ..focal_stack.defocus_volume import check_blur_apart, coc_per_dioptre
+
+    lens = camera_lens(params)
+    if lens is None or distances is None:
+        return
+    d = torch.tensor(distances, dtype=torch.float64)
+    check_blur_apart(coc_per_dioptre(lens, d, width, height), 1.0 / d, lens.focal_length_mm, d)
 
 
 def _result(focus, distances: list[float] | None, device: "torch.device") -> Result:
     from ..tensors import tensor_to_image
 
-    return Result({"depth": tensor_to_image(focus.depth), "all_in_focus": tensor_to_image(focus.all_in_focus),
-                   "confidence": tensor_to_image(focus.confidence)},
+    outputs = {"depth": tensor_to_image(focus.depth), "all_in_focus": tensor_to_image(focus.all_in_focus),
+               "confidence": tensor_to_image(focus.confidence)}
+    if focus.uncertainty is not None:  # one standard deviation of depth, in depth's unit
+        outputs["uncertainty"] = tensor_to_image(focus.uncertainty)
+    return Result(outputs,
                   {"depth_unit": "m" if distances is not None else "slice index", "focus_distances_m": distances,
                    "device": str(device)})
 
@@ -159,6 +193,7 @@ def run(slices: Sequence[np.ndarray], params: FocalStackDepthParams, progress: P
     device = pick_device(params.device)
     distances = params.distances(len(slices))
     stack = stack_tensor(slices, params.method, device)
+    check_camera(params, distances, stack.shape[-1], stack.shape[-2])
     step(1, 4)
     stack = align(stack, distances, params)
     step(2, 4)
@@ -209,6 +244,8 @@ def run_video(frames: Sequence[np.ndarray], focus_distances_m: Sequence[float], 
     check(len(focus_distances_m) == len(frames), f"got {len(focus_distances_m)} focus distance(s) for a "
                                                  f"{len(frames)}-frame video; give one per frame")
     device = pick_device(params.device)
+    if frames:
+        check_camera(params, [float(d) for d in focus_distances_m], frames[0].shape[1], frames[0].shape[0])
     refine = None if params.align in ("none", "breathing") else ("translation" if params.align == "auto"
                                                                  else params.align)
     focal = params.focal_length_mm if params.align != "none" else None
