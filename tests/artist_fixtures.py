@@ -220,6 +220,19 @@ def farm_scene(out: str, blend: str) -> dict[str, Any]:
     return {"blend": blend}
 
 
+def farm_script(out: str) -> dict[str, Any]:
+    """A bpy script that builds the failing animation and renders it in the same process."""
+    import bpy
+
+    scene, tree = _scene_and_tree(*af.SIZE)
+    node = tree.nodes["Layered Defocus"]
+    tree.links.remove(node.inputs["Depth"].links[0])
+    scene.frame_start, scene.frame_end = 1, 3
+    af._output(scene, Path(out) / "script_####.exr")
+    bpy.ops.render.render(animation=True, scene=scene.name)
+    return {"rendered": True, "node": {"state": node.state, "message": node.message}}
+
+
 def farm_render(blend: str) -> dict[str, Any]:
     """What ``blender -b scene.blend -a`` does: open the file, render the animation."""
     import bpy
@@ -244,7 +257,7 @@ def marked(out: str, display: str) -> dict[str, Any]:
             "passes": af._reference_passes(scene, out_dir / "passes.exr")}
 
 
-SCENARIOS = {f.__name__: f for f in (threaded, live, farm_scene, farm_render, marked)}
+SCENARIOS = {f.__name__: f for f in (threaded, live, farm_scene, farm_script, farm_render, marked)}
 
 
 def main() -> None:
