@@ -2,8 +2,9 @@
 
 Renders a 3-frame Cycles clip (a textured card walking from 3 m to 2.6 m past a backdrop at 6 m)
 to multilayer EXRs, reads it back through an Image node (an image sequence: colour and its Depth
-pass) into Focus Track, whose Focus Distance drives a Layered Defocus; renders the animation with
-the compositor, recording what the node shows at each frame; then bakes the focus to the camera.
+pass) into Focus Track, whose Focus Distance drives a Layered Defocus, and into a second Focus Track
+that follows a Movie Clip tracking marker; renders the animation with the compositor, recording
+what the nodes show at each frame; then bakes the focus to the camera.
 Prints ``RESULT {json}`` (see addon_fixtures for how sessions run).
 """
 
@@ -68,11 +69,16 @@ def clip(out: str) -> dict[str, Any]:
         bpy.ops.render.render(animation=True, scene=scene.name)
     files = [str(out_dir / "clip" / f"frame_{f:04d}.exr") for f in range(1, len(DISTANCES) + 1)]
 
-    # The subject's box at frame 1, 0..1 from the bottom-left as the node takes it.
+    # The subject's box per frame, 0..1 from the bottom-left as Blender (and the node's box) has it.
+    boxes = []
+    for f in range(1, len(files) + 1):
+        scene.frame_set(f)
+        bpy.context.view_layer.update()
+        corners = [world_to_camera_view(scene, scene.camera, subject.matrix_world @ Vector(c)) for c in subject.bound_box]
+        boxes.append([min(p.x for p in corners), min(p.y for p in corners), max(p.x for p in corners),
+                      max(p.y for p in corners)])
+    box = boxes[0]
     scene.frame_set(1)
-    bpy.context.view_layer.update()
-    corners = [world_to_camera_view(scene, scene.camera, subject.matrix_world @ Vector(c)) for c in subject.bound_box]
-    box = [min(p.x for p in corners), min(p.y for p in corners), max(p.x for p in corners), max(p.y for p in corners)]
 
     # 2. The compositor: Image (sequence) -> Focus Track -> Layered Defocus's Focus Distance.
     bs.set_dof(scene, True)
@@ -94,13 +100,31 @@ def clip(out: str) -> dict[str, Any]:
     viewer = tree.nodes.new("CompositorNodeViewer")
     tree.links.new(track.outputs["Overlay"], viewer.inputs[0])
 
+    # A Movie Clip of the same frames with a tracking marker on the subject (as Blender's tracker
+    # would leave it): a second Focus Track follows the marker instead of tracking.
+    movie = bpy.data.movieclips.load(files[0])
+    marker_track = movie.tracking.tracks.new(name="Subject", frame=1)
+    for f, (bx0, by0, bx1, by1) in enumerate(boxes, start=1):
+        cx, cy, hw, hh = 0.5 * (bx0 + bx1), 0.5 * (by0 + by1), 0.5 * (bx1 - bx0), 0.5 * (by1 - by0)
+        marker = marker_track.markers.insert_frame(f, co=(cx, cy))
+        marker.co = (cx, cy)
+        marker.pattern_corners = ((-hw, -hh), (hw, -hh), (hw, hh), (-hw, hh))
+    follower = tree.nodes.new("RefocusFocusTrackNode")
+    follower.subject, follower.clip, follower.track = "MARKER", movie, "Subject"
+    tree.links.new(reader.outputs["Combined"], follower.inputs["Image"])
+    tree.links.new(reader.outputs["Depth"], follower.inputs["Depth"])
+    second_viewer = tree.nodes.new("CompositorNodeViewer")
+    tree.links.new(follower.outputs["Focus Distance"], second_viewer.inputs[0])
+
     shown: dict[int, dict[str, Any]] = {}
 
     def record(scene_: Any, *args: Any) -> None:
         shown[scene_.frame_current] = {"focus": _value(track, "Focus Distance"),
                                        "confidence": _value(track, "Confidence"),
                                        "state": track.state, "message": track.message,
-                                       "defocus_state": defocus.state, "defocus_message": defocus.message}
+                                       "defocus_state": defocus.state, "defocus_message": defocus.message,
+                                       "marker_focus": _value(follower, "Focus Distance"),
+                                       "marker_state": follower.state, "marker_message": follower.message}
 
     bpy.app.handlers.render_write.append(record)
     r.use_compositing = True
@@ -117,7 +141,8 @@ def clip(out: str) -> dict[str, Any]:
         scene.frame_set(f)
         baked.append(cam.dof.focus_distance)
     data = scene.camera.data
-    return {"files": files, "box_bottom_left": box, "shown": {str(k): v for k, v in shown.items()},
+    return {"files": files, "box_bottom_left": box, "boxes_bottom_left": boxes,
+            "shown": {str(k): v for k, v in shown.items()},
             "baked": baked, "bake_result": sorted(baked_result), "animated": data.animation_data is not None
             and data.animation_data.action is not None,
             "lens": {"focal_length_mm": cam.lens, "f_stop": cam.dof.aperture_fstop, "sensor_width_mm": cam.sensor_width},

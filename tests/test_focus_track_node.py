@@ -1,6 +1,7 @@
 """The Focus Track node in real Blender: a Cycles-rendered 3-frame clip read through an Image node gives
-the same focus series as ``python -m core focus-track`` on the same files, drives Layered Defocus,
-and Bake Focus to Camera keys the camera with it."""
+the same focus series as ``python -m core focus-track`` on the same files, drives Layered Defocus;
+a Movie Clip tracking marker gives the CLI's series for the same boxes; and Bake Focus to Camera
+keys the camera with it."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def test_node_gives_the_cli_series_and_drives_layered_defocus(session: dict, tmp
     assert node == pytest.approx([3.0, 2.8, 2.6], rel=0.01)
     confidence = np.array([shown[str(f)]["confidence"] for f in (1, 2, 3)])
     assert np.all(confidence > 0.5)
+
+
+def test_marker_node_samples_blenders_own_track(session: dict, tmp_path: Path, capsys) -> None:
+    import json
+
+    shown = session["shown"]
+    assert all(shown[str(f)]["marker_state"] == "DONE" for f in (1, 2, 3)), shown
+    boxes = [[x0, 1.0 - y1, x1, 1.0 - y0] for x0, y0, x1, y1 in session["boxes_bottom_left"]]
+    csv = tmp_path / "markers.csv"
+    lens = session["lens"]
+    code = main(["focus-track", "--frames", *session["files"], "--depth", *session["files"],
+                 "--boxes-uv", json.dumps(boxes), "--fps", str(session["fps"]),
+                 "--focal-length", str(lens["focal_length_mm"]), "--f-stop", str(lens["f_stop"]),
+                 "--sensor-width", str(lens["sensor_width_mm"]), "--output", str(csv), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    cli = np.array([float(line.split(",")[5]) for line in csv.read_text().splitlines()[1:]])
+    node = np.array([shown[str(f)]["marker_focus"] for f in (1, 2, 3)])
+    assert node == pytest.approx(cli, abs=2e-5)
+    assert node == pytest.approx([3.0, 2.8, 2.6], rel=0.01)
 
 
 def test_bake_focus_to_camera_keys_every_frame(session: dict) -> None:

@@ -145,8 +145,8 @@ class FocusTrackClipParams(FocusTrackParams):
                   f"the box {tuple(self.box_uv)} must lie in 0..1 with x1 > x0 and y1 > y0")
         if self.boxes_uv is not None:
             _check_boxes(self.boxes_uv, "boxes_uv")
-            check(len(self.boxes_uv) == len(self.frames),
-                  f"{len(self.frames)} frames but {len(self.boxes_uv)} marker boxes")
+            check(self.frames is None or len(self.boxes_uv) == len(self.frames),
+                  f"{len(self.frames or ())} frames but {len(self.boxes_uv)} marker boxes")
 
     def for_size(self, width: int, height: int) -> FocusTrackParams:
         """The track's own parameters, boxes in pixels of a ``width`` x ``height`` clip."""

@@ -132,7 +132,10 @@ def run(job: Job, params: FocusTrackClipParams) -> Result:
                                    ("image_layer", job.inputs["image"].get("layer")),
                                    ("depth", job.inputs["depth"].get("path")),
                                    ("depth_layer", job.inputs["depth"].get("layer")))}
-        params = dataclasses.replace(params, frames=[entry], frame_index=0, boxes_uv=None, boxes_px=None)
+        # A marker's box for this frame stays (the node sends one); a box drawn at another frame does too.
+        keep = params.boxes_uv if params.boxes_uv is not None and len(params.boxes_uv) == 1 else None
+        params = dataclasses.replace(params, frames=[entry], frame_index=0, start_frame=0, boxes_uv=keep,
+                                     boxes_px=None)
         warnings.append("the box is not tracked: feed Image and Depth from file sequences (Image nodes) "
                         "for the clip to be read")
     track = clip_track(params, job.progress)
