@@ -70,7 +70,11 @@ def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.devi
                 results[method] = depth_from_focus(stack, fd.tolist())
             elif method == "physical":
                 k = sample.get("coc_px_per_dioptre", sample.get("defocus_scale"))
-                results[method] = physical_depth(stack, fd.tolist(), coc_per_dioptre_px=k)
+                try:
+                    results[method] = physical_depth(stack, fd.tolist(), coc_per_dioptre_px=k)
+                except InputError:  # a camera that cannot blur the range apart: the classical answer
+                    results[method] = depth_from_focus(stack, fd.tolist())
+                    table.add(f"{method}{suffix}", {"refused": torch.ones(1, dtype=torch.float64)})
             elif method == "learned" and model is not None:
                 results[method] = learned_depth(stack, fd, model)
         for name, result in results.items():
