@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench addon dataset-samples retrain-dff retrain-stereo clean-venv
+.PHONY: demo test venv bench addon addon-slim dataset-samples retrain-dff retrain-stereo clean-venv
 venv: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes; pip checks the pins against what is there.
@@ -32,9 +32,15 @@ bench: $(STAMP)
 	$(PY) -m bench.stereo_speed
 	$(PY) -m bench.focal_stack_speed
 
-# The installable extension zip (Edit > Preferences > Get Extensions > Install from Disk).
+# The installable extension zips (Edit > Preferences > Get Extensions > Install from Disk): `addon`
+# carries the core, its weights and the pinned CPU wheels (runs offline on Blender's own Python;
+# the wheels are downloaded once into build/wheels); `addon-slim` is the add-on alone, for a Worker
+# Python of your own (a CUDA environment).
 addon: $(STAMP)
 	$(PY) -m blender_scenes.build_extension --out dist
+
+addon-slim: $(STAMP)
+	$(PY) -m blender_scenes.build_extension --out dist --slim
 
 # Re-render the small samples of every dataset kind shipped under blender_scenes/samples.
 dataset-samples: $(STAMP)

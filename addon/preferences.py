@@ -6,7 +6,10 @@ neither. Its executable is found, in this order, from:
 1. the "Worker Python" preference, when set;
 2. the ``REFOCUS_PYTHON`` environment variable;
 3. ``.venv/bin/python`` (``.venv\\Scripts\\python.exe`` on Windows) of the Refocus repository, when
-   Blender runs the add-on straight from the repository's ``addon/`` folder.
+   Blender runs the add-on straight from the repository's ``addon/`` folder;
+4. Blender's own Python (``sys.executable``), when the add-on was installed from the full zip
+   (``make addon``): it carries the core as ``vendor/core`` (:func:`bundled_core_root`) and the CPU
+   wheels, which Blender unpacked into its extensions' ``site-packages`` (:func:`wheel_site_packages`).
 
 Otherwise the nodes say so, with the way to fix it.
 """
@@ -31,6 +34,29 @@ def repository_root() -> Path | None:
     root = Path(__file__).resolve().parent.parent
     worker = root / "core" / "worker"
     return root if (worker / "__main__.py").is_file() or worker.with_suffix(".py").is_file() else None
+
+
+def bundled_core_root() -> Path | None:
+    """The folder holding the ``core`` package shipped in the full extension zip, or ``None`` (the slim
+    zip, or the add-on run from the repository)."""
+    root = Path(__file__).resolve().parent / "vendor"
+    return root if (root / "core" / "worker" / "__main__.py").is_file() else None
+
+
+def wheel_site_packages() -> list[str]:
+    """Where Blender unpacked the extensions' wheels (``<extensions>/.local/lib/pythonX.Y/site-packages``),
+    for a worker on Blender's own Python: the folders Blender put on its ``sys.path``, else the user's."""
+    tail = os.path.join(".local", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+    found = [p for p in sys.path if p.rstrip(os.sep).endswith(tail) and os.path.isdir(p)]
+    user = bpy.utils.user_resource("EXTENSIONS", path=tail)
+    if not found and user and os.path.isdir(user):
+        found.append(user)
+    return list(dict.fromkeys(found))
+
+
+def bundled_python() -> str | None:
+    """Blender's own Python, when the full zip's core is installed (it runs the worker); else ``None``."""
+    return sys.executable if bundled_core_root() is not None and sys.executable else None
 
 
 def _venv_python(root: Path) -> Path:
@@ -114,6 +140,8 @@ def worker_python() -> str:
     root = repository_root()
     if root is not None:
         candidates.append((str(_venv_python(root)), "the repository's .venv"))
+    else:
+        candidates.append((bundled_python() or "", "Blender's own Python (the extension's bundled core)"))
     for path, origin in candidates:
         if not path:
             continue
@@ -121,7 +149,8 @@ def worker_python() -> str:
             raise RefocusError(f"the worker Python from {origin} is not an executable file: {path}")
         return path
     raise RefocusError("no worker Python: set it in Preferences > Add-ons > Refocus "
-                       f"(or the {ENV_PYTHON} environment variable) to the Python of the Refocus environment")
+                       f"(or the {ENV_PYTHON} environment variable) to the Python of the Refocus environment, "
+                       "or install the full extension zip (make addon), which brings its own")
 
 
 def worker_device() -> str:

@@ -16,7 +16,10 @@ without a word it is killed and its requests fail, so a render goes on without t
 The worker is started in isolated mode (``python -I``: neither the working directory, nor
 ``$PYTHONPATH``, nor the user's site-packages are on its path) with the core's folder given
 explicitly, so a ``core/`` folder in Blender's working directory cannot run instead of the real
-core; the ready message names the core that runs, and it must be the expected one.
+core; the ready message names the core that runs, and it must be the expected one. Installed from the
+full zip with no Worker Python set, the worker runs on Blender's own Python: the core is the zip's
+``vendor/core`` and the folders where Blender unpacked the zip's wheels go on its path, before its
+site-packages (as Blender orders them for itself).
 """
 
 from __future__ import annotations
@@ -36,14 +39,20 @@ from typing import Any, Callable
 
 from . import contract
 from .errors import RefocusError
-from .preferences import repository_root, worker_python
+from .preferences import bundled_core_root, bundled_python, repository_root, wheel_site_packages, worker_python
 
 PROTOCOL = contract.protocol()  # core.contract.PROTOCOL_VERSION, shipped in op_specs.json
 START_TIMEOUT_S = 180.0  # the first import of torch after installation can take a minute
 SILENCE_TIMEOUT_S = 60.0  # a computing worker sends a heartbeat every second; a minute of silence is a hang
-# Run by ``python -I -c``: put the given repository (if any) first on the path, then serve.
+# Run by ``python -I -c``: put the given repository (if any) first on the path, and the wheel folders
+# (if any) before the site-packages, then serve.
 BOOTSTRAP = ("import sys\n"
              "root = sys.argv[1]\n"
+             "if len(sys.argv) > 2:\n"
+             "    import site\n"
+             "    packages = set(site.getsitepackages())\n"
+             "    at = next((i for i, p in enumerate(sys.path) if p in packages), len(sys.path))\n"
+             "    sys.path[at:at] = sys.argv[2:]\n"
              "if root:\n"
              "    sys.path.insert(0, root)\n"
              "from core.worker.server import main\n"
@@ -95,13 +104,15 @@ class WorkerClient:
         """Start the worker and wait until it reports ready (torch imported, device chosen)."""
         env = dict(os.environ)
         env.pop("PYTHONHOME", None)  # Blender's, which would hijack the worker's own standard library
-        root = repository_root()
+        root = repository_root() or bundled_core_root()
+        # Blender's own Python has no torch: it gets the zip's wheels (a Worker Python of its own needs none).
+        wheels = wheel_site_packages() if root is not None and self.python == bundled_python() else []
         begin = time.perf_counter()
         try:
             # -I: no working directory, $PYTHONPATH or user site on the path (a core/ folder beside
             # the .blend must not run); the repository, when the add-on runs from one, is given explicitly.
             self.process = subprocess.Popen(
-                [self.python, "-I", "-u", "-c", BOOTSTRAP, str(root) if root is not None else ""],
+                [self.python, "-I", "-u", "-c", BOOTSTRAP, str(root) if root is not None else "", *wheels],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                 encoding="utf-8", bufsize=1, env=env, cwd=str(root) if root is not None else None,
             )
