@@ -25,6 +25,8 @@ for scripts and tests that drive the interface's path themselves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import threading
 import traceback
 
@@ -65,7 +67,12 @@ class Updater:
                 self.keeper = renders.Scratch()
                 self.passes = renders.RenderedPasses(self.scratch, tree, uses, keep=self.keeper.dir / "passes.exr")
             elif uses and self.last is not None and self.last.frame == scene.frame_current:
-                self.passes = renders.RenderedPasses(self.scratch, tree, uses, source=self.last.path)
+                # The passes this tree uses, exported from the kept render once and reused by every
+                # later edit (an export composites the frame: a few tenths of a second at HD).
+                name = hashlib.sha1(repr(sorted(dataclasses.astuple(u) for u in uses)).encode()).hexdigest()[:12]
+                self.passes = renders.RenderedPasses(self.scratch, tree, uses, source=self.last.path,
+                                                     folder=self.last.scratch.dir / f"uses-{name}",
+                                                     frame=self.last.frame)
                 self.computed_from_last = True
         self.evaluation = FrameEvaluation(scene, self.scratch, passes=self.passes, outputs_only=follow_up)
         self.steps = self.evaluation.steps()

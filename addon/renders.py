@@ -229,14 +229,21 @@ class RenderedPasses:
     """
 
     def __init__(self, scratch: "Scratch", tree: bpy.types.NodeTree, uses: list[graph.PassUse],
-                 source: Path | None = None, keep: Path | None = None) -> None:
+                 source: Path | None = None, keep: Path | None = None, folder: Path | None = None,
+                 frame: int | None = None) -> None:
         """``source``: the passes come from this multilayer EXR of a finished render (at the frame it
-        was rendered), not from rendering; ``keep``: each render also saves all its passes there."""
+        was rendered), not from rendering; ``keep``: each render also saves all its passes there.
+        ``folder``: where the pass files go; with ``source`` and ``frame``, files already there are
+        those passes of that frame (exported by an earlier update), used as they are."""
         self.scratch, self.uses = scratch, uses
         self.source, self.keep = source, keep
         self.exported: int | None = None  # the frame whose passes the files hold (from ``source``)
-        folder = scratch.folder("passes")
+        if folder is None:
+            folder = scratch.folder("passes")
+        folder.mkdir(parents=True, exist_ok=True)
         self.paths = {use.key: folder / f"{_safe(use.key)}.exr" for use in uses}
+        if source is not None and frame is not None and all(p.is_file() for p in self.paths.values()):
+            self.exported = frame
         self.images: dict[str, bpy.types.Image] = {}
         for use in uses:
             image = bpy.data.images.new(f".Refocus pass {use.key}", 4, 4, alpha=True, float_buffer=True)
@@ -332,7 +339,20 @@ _CHANNEL_SETS = {"RGBA": "COLOR", "RGB": "COLOR", "XYZW": "VECTOR", "XYZ": "VECT
 def exr_passes(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
     """The passes of a Blender multilayer EXR: view layer -> [(pass, channel ids, type)], from its
     header (part and channel names ``<layer>.<pass>.<channel>``), e.g. ``("Depth", "Z", "VALUE")``."""
-    data = Path(path).read_bytes()[:1 << 20]
+    stat = os.stat(path)
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _passes_of:
+        _passes_of.clear()
+        _passes_of[key] = _read_exr_passes(path)
+    return _passes_of[key]
+
+
+_passes_of: dict[tuple[str, int, int], dict[str, list[tuple[str, str, str]]]] = {}
+
+
+def _read_exr_passes(path: str | Path) -> dict[str, list[tuple[str, str, str]]]:
+    with open(path, "rb") as f:
+        data = f.read(1 << 18)  # headers only: a few kB even with many passes
     if data[:4] != b"\x76\x2f\x31\x01":
         raise RefocusError(f"{path} is not an OpenEXR file")
     multipart = bool(int.from_bytes(data[4:8], "little") & 0x1000)
