@@ -46,8 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"\nrefocus {args.command}: interrupted, nothing written\n")
         return 130
-    except MemoryError:
-        sys.stderr.write(f"refocus {args.command}: error: out of memory: the frame is too large for this machine; "
+    except Exception as exc:
+        from .memory import is_out_of_memory
+
+        if not is_out_of_memory(exc):
+            raise
+        sys.stderr.write(f"refocus {args.command}: error: out of memory: the job is too large for this machine; "
                          f"use a smaller frame (nothing written)\n")
         return EXIT_BAD_INPUT
     except Terminated as exc:  # SIGTERM while writing: core.outputs removed the temporary files

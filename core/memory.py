@@ -54,6 +54,20 @@ def check_fits(need_bytes: float, what: str) -> None:
              f"use a smaller frame, or fewer slices or layers")
 
 
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "insufficient memory", "failed to allocate",
+                  "cannot allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure: Python's MemoryError, or the RuntimeError torch
+    raises ("DefaultCPUAllocator: can't allocate memory", CUDA's "out of memory") and OpenCV's
+    "Insufficient memory", which an estimate that was too low lets through."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, Exception) and any(k in text for k in _OUT_OF_MEMORY)
+
+
 # ------------------------------------------------------------------------------------ estimates
 # Peak bytes per pixel above the interpreter's own ~300 MiB, measured with bench.large_frames.
 PROCESS_BYTES = 350 * 2**20

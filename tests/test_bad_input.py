@@ -67,8 +67,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     put("corrupt.jpg", jpg[:-200] + b"\xff" * 8 + jpg[-192:])  # libjpeg: "Corrupt JPEG data", grey rows
     left_jpg = (d / "left.jpg").read_bytes()
     put("left_truncated.jpg", left_jpg[: len(left_jpg) // 2])
+    put("left_corrupt.jpg", left_jpg[:-300] + b"\xff" * 8 + left_jpg[-292:])
     s0 = (d / "s0.jpg").read_bytes()
     put("slice_corrupt.jpg", s0[:-200] + b"\xff" * 8 + s0[-192:])
+    put("slice_truncated.jpg", s0[: len(s0) * 2 // 3])
     png = (d / "image.png").read_bytes()
     put("truncated.png", png[: len(png) // 2])
 
@@ -304,14 +306,15 @@ def test_damaged_image_for_defocus(files, capsys, out, name):
     refused(defocus(files[name], files["depth.exr"], out / "o.exr"), capsys, out, match=name)
 
 
-@pytest.mark.parametrize("name", ["left_truncated.jpg"])
-def test_damaged_left_image(files, capsys, out, name):
-    refused(stereo(files[name], files["right.png"], out / "d.pfm"), capsys, out, match="truncated")
+@pytest.mark.parametrize("name,match", [("left_truncated.jpg", "truncated"), ("left_corrupt.jpg", "Corrupt JPEG")])
+def test_damaged_left_image(files, capsys, out, name, match):
+    refused(stereo(files[name], files["right.png"], out / "d.pfm"), capsys, out, match=match)
 
 
-def test_damaged_slice(files, capsys, out):
-    refused(focal([files["s0.png"], files["slice_corrupt.jpg"], files["s2.png"]], out / "d.exr", out / "a.png"),
-            capsys, out, match="Corrupt JPEG data")
+@pytest.mark.parametrize("name,match", [("slice_truncated.jpg", "truncated"), ("slice_corrupt.jpg", "Corrupt JPEG")])
+def test_damaged_slice(files, capsys, out, name, match):
+    refused(focal([files["s0.png"], files[name], files["s2.png"]], out / "d.exr", out / "a.png"), capsys, out,
+            match=match)
 
 
 def test_nan_pixels_are_refused_in_every_command(files, capsys, out):
@@ -410,3 +413,46 @@ def test_a_job_that_cannot_fit_in_memory_is_refused_before_work(files, capsys, o
     monkeypatch.setenv("REFOCUS_MEMORY_LIMIT", "1M")
     line = refused(defocus(files["image.png"], files["depth.exr"], out / "o.exr"), capsys, out, match="memory")
     assert "MiB" in line
+    refused(stereo(files["left.png"], files["right.png"], out / "d.pfm"), capsys, out, match="needs about")
+    refused(focal(slices(files), out / "d.exr", out / "a.png"), capsys, out, match="needs about")
+
+
+def test_a_frame_whose_header_asks_for_terabytes(files, capsys, out):
+    # A PNG header claiming 100000 x 100000 pixels: refused from the header, nothing decoded.
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (out.parent / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk)
+    refused(defocus(out.parent / "huge.png", files["depth.exr"], out / "o.exr"), capsys, out, match="memory")
+
+
+def test_running_out_of_memory_is_one_line(tmp_path):
+    # Address space capped below what the job takes (the estimate is told there is plenty):
+    # the allocation failure, wherever it strikes, is one line and exit 2, and nothing is written.
+    import resource
+
+    write_image(tmp_path / "i.png", texture(2000, 3000, 4))
+    write_exr(tmp_path / "d.exr", {"Z": np.full((2000, 3000), 3.0, np.float32)})
+    out = tmp_path / "out"
+    out.mkdir()
+
+    env = dict(os.environ, REFOCUS_MEMORY_LIMIT="1T", OMP_NUM_THREADS="1")
+    # What the libraries alone map (a CUDA build of torch maps far more than a CPU one), plus 400 MiB.
+    probe = ("import core.cli, core.defocus, core.pipelines.defocus, cv2, OpenEXR, torch\n"
+             "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmPeak')][0])")
+    baseline_kib = int(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True,
+                                      check=True).stdout.strip())
+    limit = baseline_kib * 1024 + 400 * 2**20
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-m", "core", *map(str, defocus(tmp_path / "i.png", tmp_path / "d.exr",
+                                                                          out / "o.exr"))],
+                          cwd=ROOT, env=env, preexec_fn=cap, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and "out of memory" in lines[0], lines
+    assert os.listdir(out) == []

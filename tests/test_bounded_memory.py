@@ -121,10 +121,13 @@ def test_banded_depth_from_focus_equals_the_whole_frame(noise_floor):
     banded = depth_from_focus_banded(store, distances, rows=16, noise_floor=noise_floor,
                                      progress=lambda d, n: calls.append(d))
     assert calls == list(range(1, 9))
-    for name in ("depth", "all_in_focus", "confidence", "uncertainty"):
+    for name, tolerance in (("depth", 1e-4), ("all_in_focus", 1e-4), ("uncertainty", 1e-4),
+                            ("confidence", 1e-3)):  # the banded method keeps the peak prominence in half floats
         a, b = getattr(whole, name), getattr(banded, name)
         assert a.shape == b.shape
-        assert float((a - b).abs().max()) < 1e-4, name
+        assert float((a - b).abs().max()) < tolerance, name
+    lean = depth_from_focus_banded(store, distances, rows=16, noise_floor=noise_floor, uncertainty=False)
+    assert lean.uncertainty is None and torch.equal(lean.depth, banded.depth)
 
 
 def test_slices_on_disk_read_back_as_float16():

@@ -136,13 +136,15 @@ def depth_from_focus_banded(
     noise_floor: float = 0.0,
     rows: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    uncertainty: bool = True,
 ) -> FocusResult:
     """:func:`core.focal_stack.depth_from_focus.depth_from_focus` of the slices in ``store``, band by band.
 
     Arguments as ``depth_from_focus`` (``store`` holding the aligned slices), plus ``rows`` per
-    band (default :func:`band_rows`) and ``progress(done, total)`` after each band. Returns the
-    same :class:`FocusResult` ((1, ., H, W) CPU tensors); a frame that fits one band gives the
-    whole-frame result to float rounding.
+    band (default :func:`band_rows`), ``progress(done, total)`` after each band, and
+    ``uncertainty=False`` to skip the two uncertainty maps (left ``None``; 8 bytes a pixel less).
+    Returns the same :class:`FocusResult` ((1, ., H, W) CPU tensors); a frame that fits one band
+    gives the whole-frame result to float rounding.
     """
     n, h, w, c = store.shape
     check(n >= 2, f"a focal stack needs at least 2 slices, got {n}")
@@ -166,9 +168,10 @@ def depth_from_focus_banded(
 
     depth = torch.empty(1, 1, h, w)
     aif = torch.empty(1, c, h, w)
-    uncertainty = torch.empty(1, 1, h, w)
-    spread_map = torch.empty(1, 1, h, w)
-    prominence = torch.empty(1, 1, h, w)
+    spread_metres = torch.empty(1, 1, h, w) if uncertainty else None
+    spread_map = torch.empty(1, 1, h, w) if uncertainty else None
+    # The confidence's two factors wait for the frame-wide texture scale; half floats suffice for one.
+    prominence = torch.empty(1, 1, h, w, dtype=torch.float16)
     peak_map = torch.empty(1, 1, h, w)
     pos = positions.to(torch.float32)
     bands = list(_bands(h, rows, halo))
@@ -181,14 +184,11 @@ def depth_from_focus_banded(
         volume, slices = volume[..., keep, :], slices[..., keep, :]
         refined, _ = refine_peak(volume, pos)
         weights = torch.softmax(sharpness * volume.clamp_min(_TINY).log(), dim=0)
-        spread = spread_over(weights, pos, refined)
-        if focus_distances is not None:
-            depth[..., y0:y1, :] = depth_from_dioptres(refined)
-            uncertainty[..., y0:y1, :] = inverse_to_metres(spread, refined)
-        else:
-            depth[..., y0:y1, :] = refined
-            uncertainty[..., y0:y1, :] = spread
-        spread_map[..., y0:y1, :] = spread
+        depth[..., y0:y1, :] = depth_from_dioptres(refined) if focus_distances is not None else refined
+        if spread_map is not None and spread_metres is not None:
+            spread = spread_over(weights, pos, refined)
+            spread_map[..., y0:y1, :] = spread
+            spread_metres[..., y0:y1, :] = inverse_to_metres(spread, refined) if focus_distances is not None else spread
         aif[..., y0:y1, :] = (weights * slices).sum(dim=0, keepdim=True)
         peak = volume.max(dim=0, keepdim=True).values
         prominence[..., y0:y1, :] = (peak - volume.mean(dim=0, keepdim=True)) / peak.clamp_min(_TINY)
@@ -200,9 +200,12 @@ def depth_from_focus_banded(
     flat = peak_map.flatten()
     sample = flat[:: max(1, flat.numel() // 65536)]
     tau = 0.05 * float(torch.quantile(sample.float(), 0.9)) + _TINY
-    confidence = (prominence * peak_map / (peak_map + tau)).clamp(0.0, 1.0)
-    del prominence, peak_map
-    return FocusResult(depth=depth, all_in_focus=aif, confidence=confidence, uncertainty=uncertainty,
+    confidence = peak_map  # computed in place, band by band: no second full-frame map
+    for y0, y1, _, _ in bands:
+        peak = peak_map[..., y0:y1, :]
+        confidence[..., y0:y1, :] = (prominence[..., y0:y1, :].float() * peak / (peak + tau)).clamp(0.0, 1.0)
+    del prominence
+    return FocusResult(depth=depth, all_in_focus=aif, confidence=confidence, uncertainty=spread_metres,
                        inverse_uncertainty=spread_map)
 
 

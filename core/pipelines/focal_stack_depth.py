@@ -229,7 +229,7 @@ def run_banded(store, params: FocalStackDepthParams, progress: ProgressFn | None
     distances = params.distances(store.shape[0])
     with torch.no_grad():
         focus = depth_from_focus_banded(store, distances, measure=params.measure, window=params.window_px,
-                                        progress=progress)
+                                        progress=progress, uncertainty=False)
     return _result(focus, distances, torch.device("cpu"))
 
 

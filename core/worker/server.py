@@ -164,10 +164,13 @@ class Server:
                 self.send({"id": job.id, "event": "error", "kind": "cancelled", "message": "cancelled"})
             except InputError as exc:
                 self.send({"id": job.id, "event": "error", "kind": "input", "message": str(exc)})
-            except MemoryError:
-                self.send({"id": job.id, "event": "error", "kind": "input",
-                           "message": "out of memory: the frame is too large for this machine; lower the resolution"})
-            except Exception as exc:  # anything else is a bug: report it, keep serving
+            except Exception as exc:  # anything else is a bug (or memory ran out): report it, keep serving
+                from ..memory import is_out_of_memory
+
+                if is_out_of_memory(exc):
+                    self.send({"id": job.id, "event": "error", "kind": "input", "message": "out of memory: the "
+                               "frame is too large for this machine; lower the resolution"})
+                    continue
                 traceback.print_exc(file=sys.stderr)
                 self.send({"id": job.id, "event": "error", "kind": "internal",
                            "message": f"{type(exc).__name__}: {exc}"})
