@@ -97,10 +97,12 @@ class RefocusPreferences(bpy.types.AddonPreferences):
     failed_node_output: EnumProperty(
         name="Failed Nodes Show",
         description="What a Refocus node that failed gives the rest of the compositor",
-        items=(("MARKED", "Input, Marked", "Its input with magenta stripes over it, as Blender shows a missing "
+        items=(("AUTO", "Marked in the Interface", "Marked in Blender's interface; in background renders "
+                "(which fail instead, see Fail Render on Node Error) its input unchanged"),
+               ("MARKED", "Input, Marked", "Its input with magenta stripes over it, as Blender shows a missing "
                 "texture: a failed frame cannot pass for a good one"),
                ("PASS_THROUGH", "Input", "Its input unchanged")),
-        default="MARKED",
+        default="AUTO",
     )
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -175,4 +177,5 @@ def fail_render_on_error() -> bool:
 def mark_failed_nodes() -> bool:
     """Whether a failed node's colour outputs carry the magenta marker (else its input, unchanged)."""
     prefs = preferences()
-    return prefs.failed_node_output == "MARKED" if prefs is not None else True
+    choice = prefs.failed_node_output if prefs is not None else "AUTO"
+    return choice == "MARKED" or (choice == "AUTO" and not bpy.app.background)

@@ -119,8 +119,10 @@ def begin_render(scene: bpy.types.Scene) -> None:
     if not _wants_refocus(scene):
         return
     if in_render_thread():
+        tree = scene.compositing_node_group
+        reads_layers = bool(graph.render_layer_uses(tree, scene, graph.feeding_outputs(tree)))
         with _lock:
-            _threaded[scene.name] = ThreadedRender(scene.name, _camera_blurs(scene))
+            _threaded[scene.name] = ThreadedRender(scene.name, reads_layers and _camera_blurs(scene))
         return
     finish_render(scene)
     session = _sessions[scene.name] = RenderSession()

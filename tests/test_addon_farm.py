@@ -64,24 +64,23 @@ def test_bpy_script_rendering_an_animation_exits_non_zero(user_dir: Path, tmp_pa
     assert not list(tmp_path.glob("script_*.exr"))
 
 
-def test_with_the_preference_off_the_render_goes_on_and_marks_the_frames(user_dir: Path, tmp_path: Path) -> None:
+def test_with_the_preference_off_the_render_goes_on(user_dir: Path, tmp_path: Path) -> None:
     proc = bpy_process(user_dir, "farm_script", "0", out=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Refocus: Layered Defocus: connect the Depth input" in proc.stderr
-    frames = sorted(tmp_path.glob("script_*.exr"))
-    assert len(frames) == 3
-    for frame in frames:
-        pixels = read_image(frame)
-        assert 0.3 < float(np.mean(np.all(pixels == MAGENTA, axis=-1))) < 0.7
+    assert "render failed" not in proc.stderr
+    assert len(sorted(tmp_path.glob("script_*.exr"))) == 3
 
 
 def test_failed_node_marked_or_passed_through(user_dir: Path, tmp_path: Path) -> None:
+    """MARKED is what the interface shows by default (AUTO); background renders that go on pass the
+    input through by default, as the artist's pass-through choice does everywhere."""
     runs = {display: run_session("marked", user_dir, script=Path(ARTIST_SCRIPT), out=str(_folder(tmp_path / display)),
-                                 display=display) for display in ("MARKED", "PASS_THROUGH")}
+                                 display=display) for display in ("MARKED", "AUTO")}
     for display, result in runs.items():
         assert result["node"]["state"] == "ERROR" and "connect the Depth input" in result["node"]["message"]
-    image = read_image(runs["PASS_THROUGH"]["passes"])
-    np.testing.assert_array_equal(read_image(runs["PASS_THROUGH"]["path"]), image)
+    image = read_image(runs["AUTO"]["passes"])
+    np.testing.assert_array_equal(read_image(runs["AUTO"]["path"]), image)
     marked = read_image(runs["MARKED"]["path"])
     stripes = np.all(marked == MAGENTA, axis=-1)
     assert 0.3 < float(stripes.mean()) < 0.7  # stripes across the frame, the picture between them
