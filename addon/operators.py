@@ -34,8 +34,9 @@ class REFOCUS_OT_cancel(bpy.types.Operator):
 
 
 class REFOCUS_OT_render(bpy.types.Operator):
-    """Render on Blender's main thread, so that every Refocus node is computed for every frame (F12
-    renders in a thread, where Refocus nodes can only keep their last result). Blocks until done"""
+    """Render on Blender's main thread, so that every Refocus node is computed before each frame is
+    composited and written. F12 stills get their Refocus nodes after the render, from its own passes;
+    an animation rendered in a thread (Ctrl+F12) cannot, so render animations with this. Blocks until done"""
 
     bl_idname = "refocus.render"
     bl_label = "Render with Refocus"
