@@ -54,11 +54,13 @@ def load_clip(folder: Path) -> tuple[dict, list[np.ndarray], list[np.ndarray]]:
     return record, frames, depths
 
 
-def params_for(record: dict, method: str = "csrt") -> Any:
+def params_for(record: dict, method: str = "csrt", box_scale: float = 1.0) -> Any:
+    from ..focus_track.tracker import scale_box
     from ..pipelines.focus_track import FocusTrackParams
 
     cam = record["camera"]
-    return FocusTrackParams(box_px=tuple(float(v) for v in record["frames"][0]["box"]), fps=float(record["fps"]),
+    box = scale_box(tuple(float(v) for v in record["frames"][0]["box"]), box_scale)
+    return FocusTrackParams(box_px=box, fps=float(record["fps"]),
                             method=method, focal_length_mm=cam["focal_length_mm"], f_stop=cam["f_stop"],
                             sensor_width_mm=cam["sensor_width_mm"], sensor_height_mm=cam["sensor_height_mm"],
                             sensor_fit=cam["sensor_fit"])
@@ -72,7 +74,7 @@ def score(focus_m: np.ndarray, truth_m: np.ndarray, visible: np.ndarray, coc_px_
             "frames": int(visible.sum())}
 
 
-def evaluate_clip(folder: Path, method: str = "csrt") -> dict:
+def evaluate_clip(folder: Path, method: str = "csrt", box_scale: float = 1.0) -> dict:
     from ..pipelines.focus_track import run
 
     record, frames, depths = load_clip(folder)
@@ -81,7 +83,7 @@ def evaluate_clip(folder: Path, method: str = "csrt") -> dict:
     truth = np.array([f["subject_depth_m"] for f in record["frames"]])
     visible = np.array([f["visible_pixels"] >= MIN_VISIBLE_PIXELS for f in record["frames"]])
     start = time.perf_counter()
-    track = run(frames, depths, params_for(record, method))
+    track = run(frames, depths, params_for(record, method, box_scale))
     seconds = time.perf_counter() - start
     h, w = depths[0].shape
     first_box = record["frames"][0]["box"]
@@ -147,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--strip", help="write a PNG strip and plot of one clip here")
     p.add_argument("--strip-clip", help="the clip for --strip (default: the first)")
     p.add_argument("--json", help="write the per-clip scores here")
+    p.add_argument("--box-scale", type=float, default=1.0,
+                   help="start from the subject's box scaled by this (a loosely drawn box: 1.3)")
     args = p.parse_args(argv)
     try:
         root = Path(args.dataset)
@@ -154,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check(bool(clips), f"{root} holds no complete clips")
         results = []
         for clip in clips:
-            r = evaluate_clip(clip, args.method)
+            r = evaluate_clip(clip, args.method, args.box_scale)
             s = r["scores"]
             print(f"{clip.name}: focus track {100 * s['focus track']['rel_error']:.2f} % "
                   f"sharp {100 * s['focus track']['sharp']:.0f} % | first box {100 * s['first-frame box (baseline)']['rel_error']:.1f} % "
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key in ("frames", "depths"):  # keep memory flat across clips
                 r.pop(key)
             results.append(r)
-        print(f"\n{root} ({len(results)} clips, {args.method}):\n" + table(results))
+        print(f"\n{root} ({len(results)} clips, {args.method}, box x{args.box_scale:g}):\n" + table(results))
         if args.json:
             Path(args.json).write_text(json.dumps({r["clip"]: r["scores"] for r in results}, indent=1) + "\n")
     except InputError as exc:

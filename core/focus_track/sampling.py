@@ -168,9 +168,10 @@ class FocusSampler:
         """Frames held since the last good one."""
         return self._held
 
-    def finds_subject(self, depth: np.ndarray, box: Box) -> bool:
-        """Whether the box holds a surface at the predicted distance (state unchanged)."""
-        return self._measure(depth, box) is not None
+    def finds_subject(self, depth: np.ndarray, box: Box, tolerance: float | None = None) -> bool:
+        """Whether the box holds a surface at the predicted distance, within ``tolerance`` in log
+        depth (default: the jump a tracked frame may make); the state is unchanged."""
+        return self._measure(depth, box, tolerance) is not None
 
     def sample(self, depth: np.ndarray, box: Box, usable: bool = True) -> FocusSample:
         """The focus for one frame: ``depth`` (H, W) planar metres, ``box`` from the tracker.
@@ -195,7 +196,7 @@ class FocusSampler:
         self._held += 1
         return FocusSample(self._last, max(0.0, 0.3 - 0.05 * self._held), True, 0)
 
-    def _measure(self, depth: np.ndarray, box: Box) -> tuple[float, float, int] | None:
+    def _measure(self, depth: np.ndarray, box: Box, tolerance: float | None = None) -> tuple[float, float, int] | None:
         h, w = depth.shape
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         x0c, y0c, x1c, y1c = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -224,7 +225,7 @@ class FocusSampler:
         else:
             predicted = math.log(self._last) + self._rate * (self._held + 1)
             centre, share, low, high = min(modes, key=lambda m: abs(m[0] - predicted))
-            allowed = self.max_jump + self.jump_growth * self._held
+            allowed = self.max_jump + self.jump_growth * self._held if tolerance is None else tolerance
             if abs(centre - predicted) > allowed:
                 return None
         on = (log >= low) & (log < high)

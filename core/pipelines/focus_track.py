@@ -248,13 +248,17 @@ def _track_pass(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], orde
             predicted, last = sampler.predicted(), last_good_distance
             scale = last / predicted if predicted and last else 1.0
             lost_before = tracker.lost_for
-            state = tracker.update(image, scale=scale, verify=lambda b: sampler.finds_subject(depth, up(b)))
+            # A subject found again must stand where its distance should be now, within what the
+            # prediction can be off after the frames it was hidden: clutter a little nearer or
+            # farther looks like it too, and would be followed from then on.
+            near = 0.06 + 0.02 * sampler.held_for
+            state = tracker.update(image, scale=scale, verify=lambda b: sampler.finds_subject(depth, up(b), near))
             if not state.good and predicted:
                 # Appearance fails while the subject is partly hidden; its visible part still stands
                 # where its distance should be.
-                found = locate_by_depth(depth, up(state.box), predicted, tolerance=0.06 + 0.02 * sampler.held_for,
+                found = locate_by_depth(depth, up(state.box), predicted, tolerance=near,
                                         reach=0.5 + 0.5 * (lost_before + 1))
-                if found is not None and sampler.finds_subject(depth, found):
+                if found is not None and sampler.finds_subject(depth, found, near):
                     state = tracker.restart(image, down(found))
         state = type(state)(up(state.box), state.status, state.score)  # full-size pixels from here on
         sample = sampler.sample(depth, state.box, usable=state.good)
