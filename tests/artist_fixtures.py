@@ -134,6 +134,20 @@ def threaded(out: str) -> dict[str, Any]:
     result["opened_follow_up_cycles"] = _cycles_renders(before)
     result["opened_node"] = {"state": node.state, "message": node.message, "lens": _node_lens(node)}
 
+    # The artist refocuses and the interface's live update runs (its timer, within a second), then F12:
+    # the thread already composites the new result.
+    node.focus_distance = 5.0
+    updater = af._addon("interactive").start_update(scene)
+    while updater.tick():
+        time.sleep(0.002)
+    before = len(RENDERS)
+    f12(scene)
+    result["live_during"] = render_result(scene, out_dir / "live_during.exr")
+    follow_up()
+    result["live_after"] = render_result(scene, out_dir / "live_after.exr")
+    result["live_cycles"] = _cycles_renders(before)
+    result["live_node"] = {"state": node.state, "message": node.message, "lens": _node_lens(node)}
+
     node.focus_distance = 8.0  # the artist refocuses, then presses F12 before anything else
     f12(scene)
     result["refocused_during"] = render_result(scene, out_dir / "refocused_during.exr")

@@ -79,6 +79,14 @@ def test_f12_after_opening_a_file_shows_a_marker_then_the_right_image(threaded: 
     assert float(np.abs(want - read_image(threaded["passes"])).max()) > 0.05  # it did refocus
 
 
+def test_f12_after_a_live_edit_composites_the_edit_at_once(threaded: dict[str, Any]) -> None:
+    want = expected(threaded["passes"], node_lens(threaded, threaded["live_node"]))
+    assert threaded["live_node"]["lens"]["focus_distance"] == pytest.approx(5.0)
+    for frame in ("live_during", "live_after"):
+        assert float(np.abs(read_image(threaded[frame]) - want).max()) <= TOLERANCE, frame
+    assert threaded["live_cycles"] == 1  # F12's own render, nothing more
+
+
 def test_f12_after_a_focus_change_is_not_the_old_result(threaded: dict[str, Any]) -> None:
     assert threaded["opened_node"]["lens"]["focus_distance"] == pytest.approx(3.0)
     assert threaded["refocused_node"]["lens"]["focus_distance"] == pytest.approx(8.0)
