@@ -241,3 +241,29 @@ def test_cli_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, 
     assert err.startswith("refocus focus-track: error: ") and err.count("\n") == 1, err
     assert not out.exists() and not (tmp_path / "ref").exists()
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_stereo_clip_to_stereo_depth_to_focus_track_to_refocus(tmp_path):
+    """SteReFo end to end, frame by frame through the command line: a rectified stereo clip ->
+    stereo-depth (SGBM, metric depth) -> focus-track -> the refocused frames."""
+    f_px = 192 * 50 / 36
+    clip = synthetic_clip(frames=6, width=192, height=108, near_m=2.5, far_m=5.0, seed=3,
+                          stereo_baseline_m=0.2, focal_px=f_px)
+    for name in ("left", "right", "depth"):
+        (tmp_path / name).mkdir()
+    for t in range(6):
+        left, right = tmp_path / "left" / f"f_{t:02d}.exr", tmp_path / "right" / f"f_{t:02d}.exr"
+        write_image(left, clip.frames[t])
+        write_image(right, clip.right[t])
+        assert main(["stereo-depth", "--left", str(left), "--right", str(right),
+                     "--output", str(tmp_path / f"disparity_{t:02d}.pfm"),
+                     "--depth", str(tmp_path / "depth" / f"d_{t:02d}.pfm"), "--baseline", "0.2",
+                     "--focal-length", "50", "--max-disparity", "48", "--quiet"]) == 0
+    out = tmp_path / "track.csv"
+    assert main(["focus-track", "--frames", str(tmp_path / "left"), "--depth", str(tmp_path / "depth"),
+                 "--box", *box_args(clip), "--focal-length", "50", "--f-stop", "2", "--output", str(out),
+                 "--refocus-out", str(tmp_path / "refocused"), "--quiet"]) == 0
+    focus = np.array([float(line.split(",")[5]) for line in out.read_text().splitlines()[1:]])
+    # Whole-pixel disparities of ~11-27 px: a few per cent of depth error at most.
+    assert np.abs(focus - clip.distances).max() / 2.5 < 0.05
+    assert len(list((tmp_path / "refocused").iterdir())) == 6

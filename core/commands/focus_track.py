@@ -48,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", nargs="+", required=True, metavar="F", help="frames: files, a folder or a video")
     p.add_argument("--depth", nargs="+", required=True, metavar="D", help="depth maps: files or a folder")
     p.add_argument("--depth-channel", help="EXR channel holding depth (default: the only one, or Z/Depth)")
+    p.add_argument("--nan-policy", choices=["error", "zero", "nearest"], default="nearest",
+                   help="NaN or infinite depth (stereo holes, the sky): nearest (default: the nearest finite "
+                        "pixel's), zero (ignored by the tracker; refused by --refocus-out) or error")
     p.add_argument("--output", required=True, help="CSV file to write")
     p.add_argument("--refocus-out", metavar="DIR", help="also write each frame refocused at its focus (EXR)")
     p.add_argument("--overlay-out", metavar="IMAGE", help="also write frame --frame-index with its box and "
@@ -177,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
         from .common import check_output_path
 
         check_output_path(args.overlay_out, what="overlay")
-    depths = LazyFrames(depth_paths, lambda p: read_map(p, args.depth_channel), "depth map", size)
+    depths = LazyFrames(depth_paths, lambda p: read_map(p, args.depth_channel, nan_policy=args.nan_policy),
+                        "depth map", size)
 
     bar = ProgressBar("focus-track", unit=" frames", enabled=not args.quiet)
     start = time.perf_counter()
