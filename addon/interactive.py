@@ -253,12 +253,17 @@ def start_follow_up(job: ThreadedRender) -> Updater | None:
 def watch() -> float:
     """The interface's watch on threaded renders (a persistent timer): note each job while it runs,
     and follow up each one that finished."""
-    running = set(render_jobs.threaded_running())
-    for name in running - _noted_threaded:
-        status.note(f"rendering '{name}' in a thread: its Refocus nodes are computed from this render's "
-                    "passes once it finishes")
-    _noted_threaded.intersection_update(running)
-    _noted_threaded.update(running)
+    running = render_jobs.threaded_running()
+    for name, frames in running.items():
+        if frames > 1 and f"{name} animation" not in _noted_threaded:
+            _noted_threaded.add(f"{name} animation")
+            status.note(f"rendering an animation of '{name}' in a thread: its frames are written with the Refocus "
+                        "nodes' last results; render animations with Render > Render Animation with Refocus")
+        elif name not in _noted_threaded:
+            _noted_threaded.add(name)
+            status.note(f"rendering '{name}' in a thread: its Refocus nodes are computed from this render's "
+                        "passes once it finishes")
+    _noted_threaded.intersection_update({*running, *(f"{n} animation" for n in running)})
     finished = render_jobs.take_finished()
     if finished:
         _follow_ups.extend(finished)

@@ -220,10 +220,10 @@ def active() -> bool:
         return bool(_sessions) or bool(_threaded)
 
 
-def threaded_running() -> list[str]:
-    """Scenes rendering in a job thread now."""
+def threaded_running() -> dict[str, int]:
+    """Scenes rendering in a job thread now, and how many frames each has started."""
     with _lock:
-        return list(_threaded)
+        return {name: len(job.frames) for name, job in _threaded.items()}
 
 
 def take_finished() -> list[ThreadedRender]:

@@ -142,35 +142,25 @@ class Scratch:
         helper = self.helper(scene)
         helper.frame_current = frame
         folder = self.folder(f"export-{scene.name}-{frame}")
-        engine = helper.render.engine
-        if source is not None:  # before the export tree: its Render Layers take the engine's passes
-            _engine_sources[helper.name] = str(source)
-            helper.render.engine = PASSES_ENGINE
-        try:
+        # From a file: the engine first, so that the export tree's Render Layers offer its passes.
+        with _from_file(helper, source) if source is not None else contextlib.nullcontext():
             tree, folders = graph.pass_export_tree(uses, helper, folder)
-        except Exception:
-            _engine_sources.pop(helper.name, None)
-            helper.render.engine = engine
-            raise
-        try:
-            helper.compositing_node_group = tree
-            helper.render.use_compositing = True
-            helper.render.use_file_extension = True  # File Output nodes follow it too
-            with _quiet(), (_pinhole(helper) if source is None else contextlib.nullcontext()):
-                bpy.ops.render.render(write_still=False, scene=helper.name)
-            if keep is not None:
-                save_render_passes(helper, keep)
-            for use in uses:
-                written = written_file(folders[use.key])
-                if written is None:
-                    raise RefocusError(f"rendering scene '{scene.name}' gave no {use.socket} pass")
-                os.replace(written, paths[use.key])
-        finally:
-            if source is not None:
-                _engine_sources.pop(helper.name, None)
-                helper.render.engine = engine
-            remove_tree(tree)
-            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                helper.compositing_node_group = tree
+                helper.render.use_compositing = True
+                helper.render.use_file_extension = True  # File Output nodes follow it too
+                with _quiet(), (_pinhole(helper) if source is None else contextlib.nullcontext()):
+                    bpy.ops.render.render(write_still=False, scene=helper.name)
+                if keep is not None:
+                    save_render_passes(helper, keep)
+                for use in uses:
+                    written = written_file(folders[use.key])
+                    if written is None:
+                        raise RefocusError(f"rendering scene '{scene.name}' gave no {use.socket} pass")
+                    os.replace(written, paths[use.key])
+            finally:
+                remove_tree(tree)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def render_sharp_passes(self, scene: bpy.types.Scene, frame: int, path: Path) -> None:
         """Render ``scene`` at ``frame`` all in focus (the helper, Cycles) and save every pass to
@@ -421,31 +411,52 @@ class PassesEngine(bpy.types.RenderEngine):
             self.register_pass(scene, renderlayer, name, len(ids), ids, kind)
 
 
-def recomposite(scene: bpy.types.Scene, source: Path) -> None:
-    """Composite ``scene``'s tree again from ``source``, the passes of its last render, with no
-    render: the Render Result (the F12 window) then shows the Refocus nodes' current results.
+@contextlib.contextmanager
+def _from_file(scene: bpy.types.Scene, source: Path) -> Iterator[None]:
+    """``scene`` renders with :class:`PassesEngine`, loading ``source``, for the block.
 
-    The add-on's render handlers ignore it (it runs as the add-on's own edit, ``busy``).
-    """
+    The engine is registered only for the block, so that it never shows among the artist's
+    render engines."""
     from .frame_evaluation import busy  # frame_evaluation imports this module
 
+    registered = _engine_registered()
+    if not registered:
+        bpy.utils.register_class(PassesEngine)
     render = scene.render
     engine = render.engine
     _engine_sources[scene.name] = str(source)
     try:
         with busy():
             render.engine = PASSES_ENGINE
-            with _quiet():
-                bpy.ops.render.render(write_still=False, scene=scene.name)
+        yield
     finally:
         with busy():
             render.engine = engine
         _engine_sources.pop(scene.name, None)
+        if not registered:
+            bpy.utils.unregister_class(PassesEngine)
+
+
+def _engine_registered() -> bool:
+    return getattr(PassesEngine, "is_registered", False)
+
+
+def recomposite(scene: bpy.types.Scene, source: Path) -> None:
+    """Composite ``scene``'s tree again from ``source``, the passes of its last render, with no
+    render: the Render Result (the F12 window) then shows the Refocus nodes' current results.
+
+    The add-on's render handlers ignore it (it runs as the add-on's own edit, ``busy``).
+    """
+    from .frame_evaluation import busy
+
+    with _from_file(scene, source), busy(), _quiet():
+        bpy.ops.render.render(write_still=False, scene=scene.name)
 
 
 def register() -> None:
-    bpy.utils.register_class(PassesEngine)
+    pass  # the passes engine is registered only while in use (``_from_file``)
 
 
 def unregister() -> None:
-    bpy.utils.unregister_class(PassesEngine)
+    if _engine_registered():
+        bpy.utils.unregister_class(PassesEngine)
