@@ -51,6 +51,18 @@ def test_node_gives_the_cli_series_and_drives_layered_defocus(session: dict, tmp
     assert node == pytest.approx([3.0, 2.8, 2.6], rel=0.01)
     confidence = np.array([shown[str(f)]["confidence"] for f in (1, 2, 3)])
     assert np.all(confidence > 0.5)
+    # Layered Defocus took each frame's value: the render is core's refocus at the tracked distance.
+    from core.imageio import read_image, read_map
+    from core.pipelines.defocus import LayeredDefocusParams, run as defocus
+
+    for f in (1, 2, 3):
+        frame = session["files"][f - 1]
+        params = LayeredDefocusParams(focal_length_mm=lens["focal_length_mm"], f_stop=lens["f_stop"],
+                                      focus_distance_m=float(node[f - 1]), sensor_width_mm=lens["sensor_width_mm"],
+                                      device="cpu")
+        expected = defocus(read_image(frame), read_map(frame), params).outputs["image"]
+        got = read_image(session["refocused"][f - 1])
+        assert float(np.abs(got[..., :3] - expected[..., :3]).max()) <= 1e-4, f  # at 3 m instead: 3e-4
 
 
 def test_marker_node_samples_blenders_own_track(session: dict, tmp_path: Path, capsys) -> None:
