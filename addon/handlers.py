@@ -59,19 +59,25 @@ def _frame_changed(scene: bpy.types.Scene) -> None:
 on_frame_change = _guarded(_frame_changed)
 
 
+def camera_changed(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> bool:
+    """Whether ``depsgraph``'s updates touch ``scene``'s camera: its object, its data (lens, depth
+    of field) or its focus object."""
+    camera = scene.camera
+    if camera is None or camera.type != "CAMERA":
+        return False
+    watched = {camera.name_full, camera.data.name_full}
+    if camera.data.dof.focus_object is not None:
+        watched.add(camera.data.dof.focus_object.name_full)
+    return any(u.id.original.name_full in watched for u in depsgraph.updates
+               if isinstance(u.id, (bpy.types.Object, bpy.types.Camera)))
+
+
 @persistent
 def on_depsgraph_update(scene: bpy.types.Scene | None = None, depsgraph: bpy.types.Depsgraph | None = None) -> None:
     if bpy.app.background or scene is None or depsgraph is None or renders.is_internal(scene):
         return
-    camera = scene.camera
-    if camera is None or camera.type != "CAMERA":
-        return
-    watched = {camera.original.name_full, camera.data.original.name_full}
-    if camera.data.dof.focus_object is not None:
-        watched.add(camera.data.dof.focus_object.name_full)
     try:
-        if any(u.id.original.name_full in watched for u in depsgraph.updates
-               if isinstance(u.id, (bpy.types.Object, bpy.types.Camera))):
+        if camera_changed(scene, depsgraph):
             interactive.request_update(scene)
     except Exception:
         traceback.print_exc()

@@ -205,6 +205,22 @@ def live(out: str, width: int = af.SIZE[0], height: int = af.SIZE[1], edits: int
                       "shown": af._save_result_image(node, out_dir / f"edit_{k}.npy"),
                       "from_last_render": updater.computed_from_last})
     cycles_during_edits = _cycles_renders(before)
+    # Editing the scene camera's focus is an edit too (nodes may use the scene camera): the add-on's
+    # depsgraph handler asks for an update in the interface; here, does it see the change?
+    seen: list[bool] = []
+    handlers = af._addon("handlers")
+    probe = lambda scene_, depsgraph: seen.append(handlers.camera_changed(scene_, depsgraph))  # noqa: E731
+    import bpy
+
+    bpy.app.handlers.depsgraph_update_post.append(probe)
+    scene.camera.data.dof.focus_distance = 4.0
+    bpy.context.view_layer.update()
+    camera_seen = any(seen)
+    seen.clear()
+    scene.world.color = (0.2, 0.2, 0.2)
+    bpy.context.view_layer.update()
+    other_seen = any(seen)
+    bpy.app.handlers.depsgraph_update_post.remove(probe)
     # The F12 window shows the last edit once the compositor runs again (as Blender's does on screen).
     af._addon("renders").recomposite(scene, af._addon("render_jobs").last_render(scene).path)
     frame = render_result(scene, out_dir / "recomposited.exr")
@@ -214,6 +230,7 @@ def live(out: str, width: int = af.SIZE[0], height: int = af.SIZE[1], edits: int
         time.sleep(0.002)
     result = {"first_s": first_s, "shown_first": shown_first, "edits": steps, "cycles_during_edits": cycles_during_edits,
               "recomposited": frame, "other_frame": {"state": node.state, "message": node.message},
+              "camera_edit_seen": camera_seen, "world_edit_seen": other_seen,
               "cache_hits": evaluation.cache().hits, "lens": af._lens(scene)}
     scene.frame_set(scene.frame_current - 1)
     result["passes"] = af._reference_passes(scene, out_dir / "passes.exr")

@@ -79,3 +79,7 @@ def test_the_render_window_shows_the_last_edit(live: dict[str, Any]) -> None:
 def test_another_frame_asks_for_a_render(live: dict[str, Any]) -> None:
     assert live["other_frame"]["state"] == "IDLE"
     assert "press Update" in live["other_frame"]["message"]
+
+
+def test_scene_camera_edits_count_as_edits(live: dict[str, Any]) -> None:
+    assert live["camera_edit_seen"] and not live["world_edit_seen"]
