@@ -198,7 +198,8 @@ def test_cli_refocus_out_writes_refocused_frames(tmp_path):
     out = tmp_path / "track.csv"
     code = main(["focus-track", "--frames", str(images), "--depth", str(depths), "--box", *box_args(clip),
                  "--focal-length", "150", "--f-stop", "1.4", "--output", str(out), "--refocus-out",
-                 str(tmp_path / "ref"), "--quiet"])
+                 str(tmp_path / "ref"), "--overlay-out", str(tmp_path / "overlay.exr"), "--frame-index", "2",
+                 "--quiet"])
     assert code == 0
     written = sorted(p.name for p in (tmp_path / "ref").iterdir())
     assert written == ["f_000.exr", "f_001.exr", "f_002.exr"]
@@ -210,6 +211,12 @@ def test_cli_refocus_out_writes_refocused_frames(tmp_path):
     assert subject.mean() < 0.02
     back = clip.depths[0] > 7.0
     assert np.abs(refocused[..., :3] - clip.frames[0])[back].mean() > 2 * subject.mean()
+    # The overlay of frame 2: its box drawn in green (tracked) where the subject's box is.
+    overlay = read_image(tmp_path / "overlay.exr")
+    bx0, by0, bx1, by1 = (int(round(v)) for v in clip.boxes[2])
+    edge = overlay[by0 + 1:by1 - 1, max(bx0 - 1, 0):bx0 + 2, :3]  # its left edge, give or take a pixel
+    green = (edge[..., 1] - edge[..., 0]).max(axis=1) > 0.3
+    assert overlay.shape == (48, 64, 4) and green.mean() > 0.8
 
 
 BAD_CASES = ["counts", "sizes", "box-outside", "box-empty", "unreadable", "not-csv"]

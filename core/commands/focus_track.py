@@ -86,7 +86,8 @@ def track_params(args: argparse.Namespace, width: int, height: int) -> FocusTrac
     chosen = [n for n in ("box_px", "box_uv", "boxes_px", "boxes_uv") if getattr(args, n, None) is not None]
     check(len(chosen) == 1, "give the subject as one of --box, --box-uv, --boxes or --boxes-uv"
           + (f", not {' and '.join(chosen)}" if chosen else ""))
-    clip = params_from(FocusTrackClipParams, args, frames=None, boxes_px=boxes_from(args.boxes_px, "--boxes"),
+    clip = params_from(FocusTrackClipParams, args, frames=None, frame_index=0,  # the CLI reads the clip itself
+                       boxes_px=boxes_from(args.boxes_px, "--boxes"),
                        boxes_uv=boxes_from(args.boxes_uv, "--boxes-uv"))
     return clip.for_size(width, height)
 
