@@ -65,6 +65,15 @@ def f12(scene: Any) -> None:
         raise failures[0]
 
 
+def f12_animation(scene: Any) -> None:
+    """Render the frame range as Ctrl+F12 does: in a thread, writing each frame."""
+    import bpy
+
+    thread = threading.Thread(target=lambda: bpy.ops.render.render(animation=True, scene=scene.name))
+    thread.start()
+    thread.join()
+
+
 def follow_up(timeout_s: float = 240.0) -> float:
     """Run the interface's timers until the add-on has nothing left to do; the seconds it took."""
     interactive = af._addon("interactive")
@@ -167,6 +176,16 @@ def threaded(out: str) -> dict[str, Any]:
     result["camera_after"] = render_result(scene, out_dir / "camera_after.exr")
     result["camera_follow_up_cycles"] = _cycles_renders(before)
     result["camera_node"] = {"state": node.state, "message": node.message}
+
+    # Ctrl+F12: each frame is written in the thread before the add-on could compute it; the add-on
+    # says so (status bar, stderr) rather than computing a frame it can no longer write.
+    scene.frame_start, scene.frame_end = 1, 2
+    af._output(scene, out_dir / "ctrl_f12_####.exr")
+    before = len(RENDERS)
+    f12_animation(scene)
+    follow_up()
+    result["animation_cycles_after"] = _cycles_renders(before) - 2
+    result["animation_frames"] = sorted(str(p) for p in out_dir.glob("ctrl_f12_*.exr"))
     result["lens"] = af._lens(scene)
     result["renders"] = RENDERS
     result["passes"] = af._reference_passes(scene, out_dir / "passes.exr")

@@ -107,3 +107,10 @@ def test_f12_with_the_scene_cameras_depth_of_field_renders_sharp_passes_once(thr
     lens = {**threaded["lens"], "focus_distance": 6.0}
     got = read_image(threaded["camera_after"])
     assert float(np.abs(got - expected(threaded["passes"], lens)).max()) <= TOLERANCE
+
+
+def test_ctrl_f12_animation_says_its_frames_hold_the_last_results(threaded: dict[str, Any]) -> None:
+    assert len(threaded["animation_frames"]) == 2
+    assert threaded["animation_cycles_after"] == 0
+    assert "Render Animation (Ctrl+F12) renders in a thread" in threaded["stderr"]
+    assert "Render Animation with Refocus" in threaded["stderr"]
