@@ -6,11 +6,12 @@ Blender renders in one of two ways, and the add-on meets each where it can compu
 ``render_init`` swaps rendered passes in for Render Layers that feed Refocus nodes (before Blender
 copies the tree for the job), ``render_pre`` computes the frame's nodes (blocking: a render waits
 anyway), ``render_complete``/``render_cancel`` give the artist's tree back. See
-:mod:`.frame_evaluation` for how one frame is evaluated. A node that fails shows its input with
-magenta stripes (``status.mark_failed``; the Failed Nodes Show preference can pass it through
-unmarked instead), and in a background render, with Fail Render on Node Error on (the default),
-the process ends with exit code 1 and the node's message on stderr before the frame is written
-(raising from a handler does not fail a Blender render).
+:mod:`.frame_evaluation` for how one frame is evaluated. A node that fails shows its input: in
+the interface with magenta stripes over it (``status.mark_failed``; the Failed Nodes Show
+preference chooses marked or unmarked, everywhere). In a background render, with Fail Render on
+Node Error on (the default; ``$REFOCUS_FAIL_RENDER_ON_ERROR`` overrides it), the process ends with
+exit code 1 and the node's message on stderr before the frame is written: raising from a handler
+does not fail a Blender render (checked with bpy 5.0.1), so the farm would see success.
 
 **In a job thread** (F12 in the interface): Blender calls the same handlers from the render's
 thread, where operators (the add-on's helper renders and probes) are unsafe and Blender's data
@@ -21,13 +22,15 @@ timer). What the artist sees, step by step:
 1. F12: Cycles renders the frame as usual (all in focus if the camera's depth of field is off).
    The status bar says the Refocus nodes will be computed from this render when it finishes.
 2. Blender composites the frame in the thread with what the nodes show then: their result for
-   the passes of the last render (live edits keep it current), or, right after opening a file,
-   magenta stripes on grey (``status.mark_pending``): never a black frame.
+   the passes of the last render (live edits keep it current, within a second of an edit), or,
+   right after opening a file, magenta stripes on grey (``status.mark_pending``): never a black
+   frame. F12 pressed before an edit's live update finished composites the previous result here;
+   step 4 replaces it, and the status bar says meanwhile that the nodes are still to be computed.
 3. The render finishes. On the main thread the add-on saves the Render Result's passes
    (``renders.save_render_passes``: every pass, no new render) or, when the camera's depth of
    field blurred them, renders them again all in focus (the helper scene, one Cycles render), and
-   computes every Refocus node from them in the worker, with progress in the status bar and on
-   the nodes. The interface stays live.
+   computes the Refocus nodes that reach an output from them in the worker, with progress in the
+   status bar and on the nodes. The interface stays live while the worker computes.
 4. The add-on composites the scene again from those passes with no render
    (``renders.recomposite``: a render engine that only loads the saved passes): the F12 window
    now shows the Refocus result, and the status bar says so. A node that failed shows its input
