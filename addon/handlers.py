@@ -72,13 +72,33 @@ def camera_changed(scene: bpy.types.Scene, depsgraph: bpy.types.Depsgraph) -> bo
                if isinstance(u.id, (bpy.types.Object, bpy.types.Camera)))
 
 
+def camera_signature(scene: bpy.types.Scene) -> tuple[Any, ...]:
+    """What of the scene camera the nodes read: its placement, lens, depth of field, focus object."""
+    camera = scene.camera
+    data, dof = camera.data, camera.data.dof
+    target = dof.focus_object
+    return (camera.name_full, tuple(v for row in camera.matrix_world for v in row), data.lens, data.sensor_width,
+            data.sensor_height, data.sensor_fit, dof.use_dof, dof.focus_distance, dof.aperture_fstop,
+            dof.aperture_blades, dof.aperture_rotation, dof.aperture_ratio,
+            target.name_full if target is not None else "",
+            tuple(target.matrix_world.translation) if target is not None else ())
+
+
+_cameras_seen: dict[str, tuple[Any, ...]] = {}
+
+
 @persistent
 def on_depsgraph_update(scene: bpy.types.Scene | None = None, depsgraph: bpy.types.Depsgraph | None = None) -> None:
     if bpy.app.background or scene is None or depsgraph is None or renders.is_internal(scene):
         return
     try:
         if camera_changed(scene, depsgraph):
-            interactive.request_update(scene)
+            # Only a real change: the add-on's own renders (an engine switched for a moment) tag
+            # the camera too, and must not start another update.
+            signature = camera_signature(scene)
+            if _cameras_seen.get(scene.name) != signature:
+                _cameras_seen[scene.name] = signature
+                interactive.request_update(scene)
     except Exception:
         traceback.print_exc()
 

@@ -232,9 +232,14 @@ def live(out: str, width: int = af.SIZE[0], height: int = af.SIZE[1], edits: int
     import bpy
 
     bpy.app.handlers.depsgraph_update_post.append(probe)
+    signature = handlers.camera_signature(scene)
+    af._addon("renders").recomposite(scene, af._addon("render_jobs").last_render(scene).path)
+    bpy.context.view_layer.update()
+    own_render_changes_camera = handlers.camera_signature(scene) != signature
+    seen.clear()
     scene.camera.data.dof.focus_distance = 4.0
     bpy.context.view_layer.update()
-    camera_seen = any(seen)
+    camera_seen = any(seen) and handlers.camera_signature(scene) != signature
     seen.clear()
     scene.world.color = (0.2, 0.2, 0.2)
     bpy.context.view_layer.update()
@@ -250,6 +255,7 @@ def live(out: str, width: int = af.SIZE[0], height: int = af.SIZE[1], edits: int
     result = {"first_s": first_s, "shown_first": shown_first, "edits": steps, "cycles_during_edits": cycles_during_edits,
               "recomposited": frame, "other_frame": {"state": node.state, "message": node.message},
               "camera_edit_seen": camera_seen, "world_edit_seen": other_seen,
+              "own_render_changes_camera": own_render_changes_camera,
               "cache_hits": evaluation.cache().hits, "lens": af._lens(scene)}
     scene.frame_set(scene.frame_current - 1)
     result["passes"] = af._reference_passes(scene, out_dir / "passes.exr")

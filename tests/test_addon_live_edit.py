@@ -83,3 +83,5 @@ def test_another_frame_asks_for_a_render(live: dict[str, Any]) -> None:
 
 def test_scene_camera_edits_count_as_edits(live: dict[str, Any]) -> None:
     assert live["camera_edit_seen"] and not live["world_edit_seen"]
+    # The add-on's own re-composite (an engine switched for a moment) is no camera edit: no loop.
+    assert not live["own_render_changes_camera"]
