@@ -39,7 +39,7 @@ from .errors import check, check_image, check_map
 from .optics import Lens
 
 if TYPE_CHECKING:
-    from .bokeh import PositionKernels
+    from .bokeh import CatsEye
     from .edges import EdgeSplit
 
 DEFAULT_K_MAX = 15
@@ -173,11 +173,12 @@ def plan_layers(coc_min: float, coc_max: float, step: float = 1.0, k_max: int = 
     return layers
 
 
-def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alpha: float) -> torch.Tensor:
+def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alpha: float,
+                     extra: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """(L, th, tw) bool on the CPU: which _TILE x _TILE tiles hold pixels of each layer.
 
-    ``coc``: (B, S, H, W), one plane per colour sample of a pixel (see :func:`layered_defocus`).
-    Counts per-pixel layer indices with one scatter-add, so a tile straddling a depth edge marks
+    ``coc``: (B, 1, H, W); ``extra``: (CoC, row, column) of further sparse samples (the far parts
+    of split edge pixels). Counts per-pixel layer indices with one scatter-add, so a tile straddling a depth edge marks
     only the layers its pixels are in, not every layer between them. One small host transfer follows.
     """
     with torch.no_grad():
@@ -189,10 +190,14 @@ def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alp
         lo = torch.tensor([l.support(kind, alpha)[0] for l in reversed(layers)], device=c.device, dtype=c.dtype)
         hi = torch.tensor([l.support(kind, alpha)[1] for l in reversed(layers)], device=c.device, dtype=c.dtype)
         flat = c.reshape(-1)
-        first = torch.searchsorted(hi.contiguous(), flat, right=False)  # first layer whose support ends at or after c
-        last = torch.searchsorted(lo.contiguous(), flat, right=True) - 1  # last layer whose support starts before c
         tile = ((torch.arange(h, device=c.device) // _TILE)[:, None] * tw
                 + (torch.arange(w, device=c.device) // _TILE)[None, :]).expand_as(c).reshape(-1)
+        if extra is not None and extra[0].numel():
+            values, rows, cols = extra
+            flat = torch.cat([flat, values.detach().to(flat.dtype)])
+            tile = torch.cat([tile, (rows // _TILE) * tw + cols // _TILE])
+        first = torch.searchsorted(hi.contiguous(), flat, right=False)  # first layer whose support ends at or after c
+        last = torch.searchsorted(lo.contiguous(), flat, right=True) - 1  # last layer whose support starts before c
         occupancy = torch.zeros(count * th * tw, dtype=c.dtype, device=c.device)
         spread = int((last - first).max()) if flat.numel() else 0
         for offset in range(spread + 1):
@@ -369,7 +374,7 @@ def layered_defocus(
     merge_px: float = 0.0,
     split: "EdgeSplit | None" = None,
     kernel_fn: KernelFn | None = None,
-    position_kernels: "PositionKernels | None" = None,
+    position_kernels: "CatsEye | None" = None,
 ) -> torch.Tensor:
     """Render shallow depth of field from an all-in-focus image and its signed CoC map.
 
@@ -411,29 +416,46 @@ def layered_defocus(
     check(alpha > 0.0, f"alpha must be positive, got {alpha}")
     b, c, h, w = image.shape
     coc = coc.to(dtype=image.dtype, device=image.device).expand(b, 1, h, w)
-    samples = [(image, coc, None)]
+    # Colour with a weight channel (1, or a split edge pixel's near cover), premultiplied: a
+    # layer's stack is then one product with its mask.
+    ext = torch.cat([image, torch.ones_like(coc)], dim=1)
+    coc1 = coc
+    far = None
     if split is not None:
-        samples = split.samples(image, coc)
-    all_coc = torch.cat([s[1] for s in samples], dim=1) if len(samples) > 1 else coc
+        parts = split.split(image, coc)
+        if parts.count:
+            bi, yi, xi = parts.index.unbind(1)
+            cover = parts.cover.to(image.dtype)[:, None]
+            ext[bi, :, yi, xi] = torch.cat([parts.near_colour.to(image.dtype) * cover, cover], dim=1)
+            coc1 = coc.clone()
+            coc1[bi, 0, yi, xi] = parts.near_coc.to(coc.dtype)
+            keep = cover[:, 0] < 1.0
+            far = (bi[keep], yi[keep], xi[keep], parts.far_coc[keep].to(coc.dtype),
+                   torch.cat([parts.far_colour.to(image.dtype) * (1.0 - cover), 1.0 - cover], dim=1)[keep])
     with torch.no_grad():
-        c_min, c_max = float(all_coc.min()), float(all_coc.max())
+        c_min, c_max = float(coc1.min()), float(coc1.max())
+        if far is not None and far[3].numel():
+            c_min, c_max = min(c_min, float(far[3].min())), max(c_max, float(far[3].max()))
     layers = plan_layers(c_min, c_max, step, k_max, ratio, merge_px)
-    occupancy = _layer_occupancy(all_coc, layers, mask, alpha)
-    differentiable = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for s in samples for t in s)
+    occupancy = _layer_occupancy(coc1, layers, mask, alpha, None if far is None else (far[3], far[1], far[2]))
+    differentiable = torch.is_grad_enabled() and (image.requires_grad or coc.requires_grad)
+    far_mask: dict[int, torch.Tensor] = {}
 
     def stack_of(layer: Layer, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """(B, C + 1, y1 - y0, x1 - x0): the layer's premultiplied colour and its mask in a crop."""
-        colour = None
-        weight = None
-        for img, cc, wt in samples:
-            m = layer.mask(cc[..., y0:y1, x0:x1], mask, alpha)
-            if wt is not None:
-                m = m * wt[..., y0:y1, x0:x1]
-            part = img[..., y0:y1, x0:x1] * m
-            colour = part if colour is None else colour + part
-            weight = m if weight is None else weight + m
-        return torch.cat([colour, weight], dim=1)
+        stack = ext[..., y0:y1, x0:x1] * layer.mask(coc1[..., y0:y1, x0:x1], mask, alpha)
+        if far is not None and far[0].numel():
+            fb, fy, fx, fc, fv = far
+            key = id(layer)
+            if key not in far_mask:
+                far_mask[key] = layer.mask(fc, mask, alpha)
+            m = far_mask[key]
+            sel = (m > 0) & (fy >= y0) & (fy < y1) & (fx >= x0) & (fx < x1)
+            if bool(sel.any()):
+                # Distinct pixels: a plain indexed add accumulates nothing twice.
+                view = stack.permute(0, 2, 3, 1)
+                view[fb[sel], fy[sel] - y0, fx[sel] - x0] += fv[sel] * m[sel, None]
+        return stack
 
     def blur_at(x: torch.Tensor, layer: Layer, kernel: torch.Tensor, origin: tuple[int, int]) -> torch.Tensor:
         if position_kernels is not None and layer.diameter > 1.0:
@@ -527,6 +549,42 @@ def _paste(target: torch.Tensor, region: torch.Tensor, y0: int, y1: int, x0: int
     return torch.slice_scatter(target, rows, dim=-2, start=y0, end=y1)
 
 
+@dataclass(frozen=True)
+class LensEffects:
+    """The lens features beyond the thin lens, all off by default (see :func:`refocus`).
+
+    Attributes:
+        near_blur, far_blur: multipliers of the blur in front of and behind the sharp band.
+        sharp_band_m: (near, far) metres kept sharp around the focus distance (far may be inf).
+        highlight_threshold, highlight_gain: LDR speculars above the threshold luminance get
+            ``gain`` times their energy before the blur (:mod:`core.highlights`); gain 1 is off.
+        cat_eye: optical vignetting, 0 (off) to 2: the bokeh clipped towards the frame corners
+            (:class:`core.bokeh.CatsEye`).
+        bokeh_image: (h, w) kernel image for the bokeh shape instead of the aperture polygon
+            (:class:`core.bokeh.ImageBokeh`).
+        edge_split: split mixed edge pixels between near and far layers (:mod:`core.edges`);
+            ``None`` renders each pixel at its Z-pass depth only.
+        preview_scale: render the layers at 1/scale resolution and restore in-focus detail
+            (:mod:`core.preview`); 1 renders at full resolution.
+    """
+
+    near_blur: float = 1.0
+    far_blur: float = 1.0
+    sharp_band_m: tuple[float, float] | None = None
+    highlight_threshold: float = 0.9
+    highlight_gain: float = 1.0
+    cat_eye: float = 0.0
+    bokeh_image: torch.Tensor | None = None
+    edge_split: "EdgeSplit | None" = None
+    preview_scale: int = 1
+
+
+def default_edge_split() -> "EdgeSplit":
+    from .edges import EdgeSplit
+
+    return EdgeSplit()
+
+
 def refocus(
     image: torch.Tensor,
     depth: torch.Tensor,
@@ -540,6 +598,7 @@ def refocus(
     pixel_aspect: float = 1.0,
     progress: ProgressFn | None = None,
     merge_px: float = DEFAULT_MERGE_PX,
+    effects: LensEffects | None = None,
 ) -> torch.Tensor:
     """Refocus an all-in-focus image with the depth of field of ``lens``.
 
@@ -551,6 +610,8 @@ def refocus(
         focus_distance: metres; a float, or a (B, 1, 1, 1) tensor (differentiable).
         k_max, step, mask, alpha, progress, merge_px: see :func:`layered_defocus`; layers away
             from focus are merged by default, as long as no pixel's blur is off by more than 1 px.
+        effects: lens features (:class:`LensEffects`); default: mixed edge pixels split
+            (:mod:`core.edges`), nothing else. ``LensEffects()`` turns everything off.
 
     Returns:
         (B, C, H, W) scene-linear image with the lens's depth of field.
@@ -558,11 +619,39 @@ def refocus(
     lens.validate()
     check_image(image)
     check_map(depth, image, "depth")
+    fx = effects if effects is not None else LensEffects(edge_split=default_edge_split())
+    h, w = image.shape[-2:]
     coc = lens.circle_of_confusion(depth.to(image.dtype), focus_distance, pixel_aspect)
-    return layered_defocus(
-        image, coc, blades=lens.blades, rotation=lens.rotation, ratio=lens.ratio,
-        k_max=k_max, step=step, mask=mask, alpha=alpha, progress=progress, merge_px=merge_px,
-    )
+    band = None
+    if fx.sharp_band_m is not None:
+        from .optics import sharp_band
+
+        focus = lens.focus_distance if focus_distance is None else focus_distance
+        check(isinstance(focus, (int, float)), "a sharp band needs one focus distance (a float), not a tensor")
+        band = sharp_band(lens.with_focus(float(focus)), fx.sharp_band_m[0], fx.sharp_band_m[1], w, h, pixel_aspect)
+    if band is not None or fx.near_blur != 1.0 or fx.far_blur != 1.0:
+        from .optics import shape_coc
+
+        coc = shape_coc(coc, fx.near_blur, fx.far_blur, band)
+    if fx.highlight_gain != 1.0:
+        from .highlights import boost_highlights
+
+        image = boost_highlights(image, fx.highlight_threshold, fx.highlight_gain)
+    options: dict = dict(blades=lens.blades, rotation=lens.rotation, ratio=lens.ratio, k_max=k_max, step=step,
+                         mask=mask, alpha=alpha, progress=progress, merge_px=merge_px, split=fx.edge_split)
+    if fx.bokeh_image is not None:
+        from .bokeh import ImageBokeh
+
+        options["kernel_fn"] = ImageBokeh(fx.bokeh_image, lens.ratio)
+    if fx.cat_eye > 0.0:
+        from .bokeh import CatsEye
+
+        options["position_kernels"] = CatsEye(fx.cat_eye, lens.blades, lens.rotation, lens.ratio)
+    if fx.preview_scale > 1:
+        from .preview import preview_defocus
+
+        return preview_defocus(image, coc, fx.preview_scale, **options)
+    return layered_defocus(image, coc, **options)
 
 
 class LayeredDefocus(torch.nn.Module):
@@ -573,10 +662,10 @@ class LayeredDefocus(torch.nn.Module):
     """
 
     def __init__(self, lens: Lens, k_max: int = DEFAULT_K_MAX, step: float = 1.0, mask: MaskKind = DEFAULT_MASK,
-                 alpha: float = 1e3) -> None:
+                 alpha: float = 1e3, **options) -> None:
         super().__init__()
         self.lens = lens
-        self.options = dict(k_max=k_max, step=step, mask=mask, alpha=alpha)
+        self.options = dict(k_max=k_max, step=step, mask=mask, alpha=alpha, **options)
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor,
                 focus_distance: torch.Tensor | float | None = None) -> torch.Tensor:

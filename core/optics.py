@@ -273,3 +273,58 @@ def focus_distance_in_box(depth: torch.Tensor, box: Sequence[float]) -> float:
     window = window[torch.isfinite(window) & (window > 0)]
     check(window.numel() > 0, f"focus box {tuple(box)} holds no valid depth")
     return float(window.median())
+
+
+def shape_coc(
+    coc: torch.Tensor,
+    near_multiplier: float = 1.0,
+    far_multiplier: float = 1.0,
+    sharp_band_px: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Artistic control over a signed CoC map: a sharp depth-of-field band and separate blur
+    multipliers in front of and behind it (Nuke ZDefocus's depth of field, foreground and
+    background sizes).
+
+    Args:
+        coc: signed CoC diameter in pixels, any shape.
+        near_multiplier, far_multiplier: scale the blur in front of (CoC < 0) and behind (> 0)
+            the sharp band; 0 keeps that side sharp, 1 leaves it physical.
+        sharp_band_px: (lower, upper) signed CoC of the band's near and far edges (lower <= 0 <=
+            upper, see :func:`sharp_band`); everything between stays sharp, and the blur grows
+            from zero at each edge as the lens would grow it from the focus plane.
+
+    Returns:
+        Tensor like ``coc``.
+
+    Example:
+        >>> shape_coc(torch.tensor([-8.0, -2.0, 0.0, 3.0, 10.0]), 0.5, 2.0, (-4.0, 4.0))
+        tensor([-2.,  0.,  0.,  0., 12.])
+    """
+    check(near_multiplier >= 0.0 and far_multiplier >= 0.0,
+          f"blur multipliers must be non-negative, got {near_multiplier} and {far_multiplier}")
+    out = coc
+    if sharp_band_px is not None:
+        lower, upper = sharp_band_px
+        check(lower <= 0.0 <= upper, f"the sharp band ({lower}, {upper}) px must hold the focus plane (CoC 0)")
+        out = torch.where(out > upper, out - upper, torch.where(out < lower, out - lower, torch.zeros_like(out)))
+    if near_multiplier != 1.0 or far_multiplier != 1.0:
+        out = torch.where(out < 0, out * near_multiplier, out * far_multiplier)
+    return out
+
+
+def sharp_band(lens: Lens, near_m: float, far_m: float, width: int, height: int,
+               pixel_aspect: float = 1.0) -> tuple[float, float]:
+    """Signed CoC (pixels) at the near and far edges of a depth band kept sharp, metres.
+
+    ``near_m <= lens.focus_distance <= far_m``; ``far_m`` may be ``math.inf`` (sharp to infinity).
+    """
+    check(0.0 < near_m <= lens.focus_distance <= far_m,
+          f"the sharp band {near_m}-{far_m} m must hold the focus distance {lens.focus_distance} m")
+    edges = torch.tensor([near_m, far_m], dtype=torch.float64).view(1, 1, 1, 2)
+    scale = lens.coc_scale(width, height, pixel_aspect)
+    inv = 1.0 / edges
+    c = scale * (1.0 / lens.focus_distance - inv)
+    if lens.breathing:
+        f_m = lens.focal_length_mm * 1e-3
+        c = c * lens.focus_distance / (lens.focus_distance - f_m)
+    return float(c[..., 0]), float(c[..., 1])
