@@ -175,3 +175,12 @@ def test_the_focal_stack_command_in_bands_matches_the_whole_frame(tmp_path, monk
     assert np.abs(read_map(tmp_path / "d_whole.exr") - read_map(tmp_path / "d_bands.exr")).max() < 0.02
     assert np.abs(read_image(tmp_path / "a_whole.exr") - read_image(tmp_path / "a_bands.exr")).max() < 2e-3
     assert np.abs(read_map(tmp_path / "c_whole.exr") - read_map(tmp_path / "c_bands.exr")).max() < 2e-3
+
+
+def test_matching_image_in_bands_is_the_same_image():
+    from core.stereo.sgbm import to_matching_image
+    from core.stereo.strips import matching_image
+
+    image = np.random.default_rng(3).random((70, 30, 3)).astype(np.float32) * 1.5
+    assert np.array_equal(matching_image(image, rows=16), to_matching_image(image))
+    assert np.array_equal(matching_image(image[..., :1], rows=16), to_matching_image(image[..., :1]))

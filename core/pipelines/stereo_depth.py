@@ -97,7 +97,7 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
     from ..devices import pick_device
     from ..stereo import estimate_disparity
     from ..stereo.rectification import row_alignment
-    from ..stereo.sgbm import check_pair, default_max_disparity, round_disparity_range, to_matching_image
+    from ..stereo.sgbm import check_pair, default_max_disparity, round_disparity_range
     from ..tensors import image_to_tensor
 
     step = progress or (lambda done, total: None)
@@ -120,7 +120,9 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
     check(max_disparity is None or max_disparity - params.min_disparity_px <= 2 * width,
           f"the disparity range {params.min_disparity_px}..{max_disparity} is far wider than the {width}-pixel image")
     if check_rectified:
-        alignment = row_alignment(to_matching_image(left), to_matching_image(right))
+        from ..stereo.strips import matching_image
+
+        alignment = row_alignment(matching_image(left), matching_image(right))  # banded: no full-frame floats
         if not alignment.rectified():
             warnings.append(f"the pair does not look rectified: matched features differ by "
                             f"{alignment.vertical_px:.1f} px vertically (median of {alignment.matches}); rectify "

@@ -34,6 +34,21 @@ def strip_rows(width: int, budget_bytes: int = DEFAULT_STRIP_BYTES, num_disparit
     return max(MIN_STRIP_ROWS, int(budget_bytes // max(per_row, 1)))
 
 
+def matching_image(image: np.ndarray, rows: int = 512) -> np.ndarray:
+    """:func:`core.stereo.sgbm.to_matching_image` band by band: the same uint8 image, without the
+    full-frame float temporaries of the sRGB encoding (2 GiB for an 8000x6000 view)."""
+    from .sgbm import to_matching_image
+
+    first = to_matching_image(image[:rows])
+    if image.shape[0] <= rows:
+        return first
+    out = np.empty((image.shape[0],) + first.shape[1:], np.uint8)
+    out[:rows] = first
+    for y in range(rows, image.shape[0], rows):
+        out[y:y + rows] = to_matching_image(image[y:y + rows])
+    return out
+
+
 def _fill_empty_rows(disparity: np.ndarray, matched_rows: np.ndarray) -> np.ndarray:
     """Rows of strips that matched nothing take the nearest matched row's values (above or below)."""
     rows = np.flatnonzero(matched_rows)
