@@ -42,13 +42,10 @@ import OpenEXR
 
 from .colour import linear_to_srgb, srgb_to_linear
 from .errors import InputError, check, fail
+from .formats import IMAGE_EXTENSIONS, MAP_EXTENSIONS, NAN_POLICIES  # re-exported: callers import them here
 from .outputs import atomic_write
 
-NAN_POLICIES = ("error", "zero", "nearest")
 MAX_SIDE = 1 << 17  # pixels: far beyond any camera, small enough that a bogus header cannot ask for terabytes
-
-IMAGE_EXTENSIONS = (".exr", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
-MAP_EXTENSIONS = (".exr", ".pfm", ".npy")
 
 
 def _suffix(path: str | os.PathLike[str]) -> str:
@@ -445,7 +442,9 @@ def write_pfm(path: str | os.PathLike[str], values: np.ndarray) -> None:
     kind = b"PF" if v.ndim == 3 else b"Pf"
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         f.write(kind + b"\n" + f"{v.shape[1]} {v.shape[0]}\n-1.0\n".encode())
-        f.write(np.ascontiguousarray(v[::-1]).astype("<f4").tobytes())
+        flipped = v[::-1]  # PFM stores the bottom row first
+        for y in range(0, v.shape[0], 256):  # in bands of rows: no full-frame copies
+            f.write(np.ascontiguousarray(flipped[y:y + 256], dtype="<f4").tobytes())
 
 
 # ------------------------------------------------------------------------------------------ images
