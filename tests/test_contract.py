@@ -125,3 +125,14 @@ def test_every_refocus_node_maps_onto_its_op_spec() -> None:
         assert node["outputs"] == [o.key for o in spec.outputs], idname
         assert node["error"] == "", (idname, node["error"])
         spec.parse(node["params"])  # raises InputError naming the offending key
+
+
+def test_the_command_line_answers_help_without_torch() -> None:
+    """``python -m core --help`` must answer at once: nothing behind it imports torch or OpenCV."""
+    code = ("import sys\n"
+            "for name in ('torch', 'cv2', 'OpenEXR', 'onnxruntime'):\n"
+            "    sys.modules[name] = None\n"
+            "from core.cli import build_parser\n"
+            "build_parser().format_help()\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

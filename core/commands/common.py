@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import check
-from ..imageio import IMAGE_EXTENSIONS, MAP_EXTENSIONS
+from ..formats import IMAGE_EXTENSIONS, MAP_EXTENSIONS, NAN_POLICIES
 
 
 def check_output_path(path: str, kinds: tuple[str, ...] = IMAGE_EXTENSIONS, what: str = "output") -> None:
@@ -23,8 +23,6 @@ def check_map_output(path: str, what: str) -> None:
 
 def add_nan_policy(parser) -> None:
     """``--nan-policy``: what to do with NaN or infinite pixels in the input images."""
-    from ..imageio import NAN_POLICIES
-
     parser.add_argument("--nan-policy", choices=NAN_POLICIES, default="error",
                         help="NaN or infinite input pixels: error (default; refuse the file), zero (set them to 0) "
                              "or nearest (take the nearest finite pixel)")
