@@ -192,11 +192,11 @@ def request_update(scene: bpy.types.Scene | None = None, render_passes: bool = F
 
 def _tick() -> float | None:
     global _updater
+    if render_jobs.active():  # a render job runs: nothing of ours may render (probe) now
+        return 0.25 if (_updater is not None or _requested or _follow_ups) else None
     if _updater is not None and _updater.tick():
         return 0.05
     _updater = None
-    if render_jobs.active():  # a render job runs: nothing of ours may render now
-        return 0.25 if (_requested or _follow_ups) else None
     while _follow_ups:
         _updater = start_follow_up(_follow_ups.pop(0))
         if _updater is not None:
@@ -253,6 +253,8 @@ def start_follow_up(job: ThreadedRender) -> Updater | None:
 def watch() -> float:
     """The interface's watch on threaded renders (a persistent timer): note each job while it runs,
     and follow up each one that finished."""
+    if not bpy.app.background and render_jobs.threaded_running() and not bpy.app.is_job_running("RENDER"):
+        render_jobs.drop_threaded()  # a job that ended without render_complete or render_cancel
     running = render_jobs.threaded_running()
     for name, frames in running.items():
         if frames > 1 and f"{name} animation" not in _noted_threaded:

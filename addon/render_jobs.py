@@ -229,6 +229,12 @@ def threaded_running() -> dict[str, int]:
         return {name: len(job.frames) for name, job in _threaded.items()}
 
 
+def drop_threaded() -> None:
+    """Forget threaded jobs that are no longer running (none told their end)."""
+    with _lock:
+        _threaded.clear()
+
+
 def take_finished() -> list[ThreadedRender]:
     """Render jobs that finished in a thread since the last call (main thread)."""
     with _lock:
