@@ -27,7 +27,7 @@ def _status_bar(text: str | None) -> None:
     window_manager = bpy.context.window_manager
     for window in window_manager.windows if window_manager is not None else ():
         for area in window.screen.areas:
-            if area.type == "NODE_EDITOR":
+            if area.type in ("NODE_EDITOR", "IMAGE_EDITOR"):  # the backdrop, the nodes, the F12 window
                 area.tag_redraw()
 
 
