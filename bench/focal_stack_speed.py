@@ -7,9 +7,11 @@ Times (the minimum of several runs, as the CPU is shared) of:
   says what the filtering, the sub-slice fit, the confidence and the all-in-focus image cost;
 * alignment: the breathing warp alone and ECC refinement with each motion model (seed 004 reports
   0.87 s for its homography baseline on a Ryzen 3600 and 0.09 s for its network on a GPU);
+* the physical cost volume (core.focal_stack.defocus_volume), one and two passes;
 * FocalStackNet inference (tiny and full; weights do not change the time).
 
-Targets (issue 6): classical <= 1 s on the 2-core CPU; learned <= 20 ms on an H100.
+Targets (issues 6 and 21): classical and physical <= 1 s on the 2-core CPU; learned <= 3 s on the
+CPU, <= 20 ms on an H100.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from core.focal_stack.alignment import align_stack, breathing_scales, scale_about_centre, warp_images
+from core.focal_stack.defocus_volume import physical_depth
 from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.focus_measures import MEASURES
 from core.focal_stack.synthetic import dioptre_spaced, noise_texture, render_stack, slanted_plane
@@ -73,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     for measure in sorted(MEASURES):
         t = best_of(lambda: depth_from_focus(stack, focus, measure=measure), args.repeats)
         print(f"  {measure:<24} {t * 1e3:8.1f} ms  ({t / peer:5.1f}x the peer; target <= 1000 ms)")
+
+    lens = Lens(50.0, 2.8, sensor_width_mm=36.0)
+    print("physical cost volume (camera-aware; target <= 1000 ms):")
+    for passes in (1, 2):
+        t = best_of(lambda: physical_depth(stack, focus, lens, passes=passes), args.repeats)
+        print(f"  {f'{passes} pass(es)':<24} {t * 1e3:8.1f} ms  ({t / peer:5.1f}x the peer)")
 
     f_mm = 50.0
     scales, ref = breathing_scales(focus, f_mm)

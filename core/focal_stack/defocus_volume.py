@@ -48,6 +48,7 @@ from ..optics import Lens
 from .depth_from_focus import (FocusResult, all_in_focus, default_radius, inverse_to_metres, noise_floored,
                                spread_over)
 from .focus_measures import focus_measure, luminance
+from ..box_filter import box_mean
 from .guided_filter import guided_filter, guided_filter_coefficients
 from .noise import noise_sigma
 from .slices import check_focus_distances, depth_from_dioptres, dioptres
@@ -121,10 +122,11 @@ def disc_otf(diameters: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.lerp(table[i], table[i + 1], t)
 
 
-def blurred_levels(image: torch.Tensor, diameters: torch.Tensor) -> torch.Tensor:
+def blurred_levels(image: torch.Tensor, diameters: torch.Tensor, prefilter_px: float = 0.0) -> torch.Tensor:
     """A (1, 1, H, W) image blurred by discs of each of ``diameters`` pixels: (L, 1, H, W).
 
-    FFT convolution on a reflect-padded copy (no wrap-around at the borders).
+    FFT convolution on a reflect-padded copy (no wrap-around at the borders). ``prefilter_px``
+    adds a Gaussian of that standard deviation to every level (see :func:`physical_depth`).
     """
     h, w = image.shape[-2:]
     pad = int(math.ceil(float(diameters.max()) / 2.0)) + 2
@@ -134,6 +136,10 @@ def blurred_levels(image: torch.Tensor, diameters: torch.Tensor) -> torch.Tensor
     padded = F.pad(padded, (0, wp - padded.shape[-1], 0, hp - padded.shape[-2]), mode="replicate")
     spectrum = torch.fft.rfft2(padded[0, 0].to(torch.float32))
     otf = disc_otf(diameters.to(image.device), hp, wp).to(torch.float32)
+    if prefilter_px > 0:
+        fy = torch.fft.fftfreq(hp, device=image.device).view(hp, 1)
+        fx = torch.fft.rfftfreq(wp, device=image.device).view(1, -1)
+        otf = otf * torch.exp(-2.0 * math.pi ** 2 * prefilter_px ** 2 * (fx * fx + fy * fy))
     out = torch.fft.irfft2(spectrum[None] * otf, s=(hp, wp))
     return out[:, None, pad_h:pad_h + h, pad_w:pad_w + w].to(image.dtype)
 
@@ -201,7 +207,7 @@ def _fft_size(n: int) -> int:
 def _defocus_pass(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey: torch.Tensor, inv: torch.Tensor,
                   k: torch.Tensor, hyp: torch.Tensor, residual_blur: bool, radius: int, eps: float,
                   coarse_weight: float, contrast: float, focus_weight: float,
-                  tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  tau: float, prefilter_px: float = 0.0, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of the cost volume: (inverse depth, spread), both (1, 1, H, W) dioptres.
 
     ``g_slices`` (N, 1, H, W) square-root luminance; ``log_focus_half`` (N, 1, H/2, W/2) log focus
@@ -215,21 +221,37 @@ def _defocus_pass(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey
     residual = coc.min(dim=0, keepdim=True).values * (1.0 if residual_blur else 0.0)
     eff = (coc * coc - residual * residual).clamp_min(0.0).sqrt()
     ladder = blur_ladder(float(eff.max()))
-    g_levels = (blurred_levels(aif_grey, ladder).clamp_min(0.0) + _STABILISE).sqrt()  # (L, 1, H, W)
+    g_levels = (blurred_levels(aif_grey, ladder, prefilter_px).clamp_min(0.0) + _STABILISE).sqrt()  # (L, 1, H, W)
     pos = torch.searchsorted(ladder, eff.flatten()).clamp(1, ladder.numel() - 1).view(n, m)
     frac = ((eff - ladder[pos - 1]) / (ladder[pos] - ladder[pos - 1])).clamp(0.0, 1.0)
     half = (h + 1) // 2, (w + 1) // 2
     volume = torch.empty(1, m + n, *half, dtype=torch.float32, device=device)
     total = torch.empty(1, h, w, dtype=torch.float32, device=device)
     buf = torch.empty_like(total)
-    for j in range(m):
-        total.zero_()
+    if balance:
+        # Each slice votes with its cost relative to its own mean over the hypotheses: a slice
+        # blurred by many pixels errs most in absolute terms (occlusion edges, shading) but says
+        # least, and must not drown the slices whose small blur decides a far surface's depth.
+        volume[0, :m].zero_()
+        per_slice = torch.empty(m, *half, dtype=torch.float32, device=device)
         for i in range(n):
-            lo = int(pos[i, j]) - 1
-            torch.lerp(g_levels[lo], g_levels[lo + 1], float(frac[i, j]), out=buf)
-            buf.sub_(g_slices[i]).square_()
-            total.add_(buf)
-        volume[0, j] = F.avg_pool2d(total[None], 2, ceil_mode=True)[0, 0]
+            for j in range(m):
+                lo = int(pos[i, j]) - 1
+                torch.lerp(g_levels[lo], g_levels[lo + 1], float(frac[i, j]), out=buf)
+                buf.sub_(g_slices[i]).square_()
+                per_slice[j] = F.avg_pool2d(buf[None], 2, ceil_mode=True)[0, 0]
+            norm = box_mean(per_slice.mean(dim=0, keepdim=True)[None], 3)[0] + tau / n
+            volume[0, :m] += per_slice / norm
+        volume[0, :m] *= tau / n  # back to the scale of a squared error, so tau keeps its meaning
+    else:
+        for j in range(m):
+            total.zero_()
+            for i in range(n):
+                lo = int(pos[i, j]) - 1
+                torch.lerp(g_levels[lo], g_levels[lo + 1], float(frac[i, j]), out=buf)
+                buf.sub_(g_slices[i]).square_()
+                total.add_(buf)
+            volume[0, j] = F.avg_pool2d(total[None], 2, ceil_mode=True)[0, 0]
     volume[0, m:] = log_focus_half[:, 0]
 
     # Aggregation at half resolution, edge-aware, guided by the all-in-focus image.
@@ -268,6 +290,9 @@ def physical_depth(
     noise_floor: float = 2.0,
     passes: int = 2,
     noise_to_signal: float = 2e-3,
+    prefilter_px: float = 1.0,
+    balance: bool = False,
+    aif_sharpness: float = 4.0,
     sharp_image: torch.Tensor | None = None,
 ) -> FocusResult:
     """Depth, all-in-focus image, confidence and uncertainty from a focal stack and its camera.
@@ -288,6 +313,10 @@ def physical_depth(
         passes: 2 re-runs the cost volume against the stack deconvolved at the first pass's
             depth (core.focal_stack.deconvolution), a sharper all-in-focus estimate; 1 is faster.
         noise_to_signal: the deconvolution's Wiener lambda (raised with the stack's noise).
+        prefilter_px: a Gaussian of this standard deviation (pixels) applied to the slices and
+            to their predictions before they are compared: pixel-scale noise (a sensor's, or a
+            path tracer's, which renders of one scene share between slices) carries no blur
+            information and would otherwise favour the least blurred hypotheses.
         sharp_image: (1, C, H, W) scene-linear all-in-focus image to predict the slices from, taken
             as sharp (e.g. a video's previous frame); default: the stack's own estimate.
 
@@ -325,15 +354,19 @@ def physical_depth(
     grey = luminance(slices).to(torch.float32)
     raw = noise_floored(focus_measure(linear_to_srgb(grey), "modified-laplacian", 9), slices, noise_floor)
     log_focus_half = F.avg_pool2d(raw, 2, ceil_mode=True).log()
-    g_slices = (grey.clamp_min(0.0) + _STABILISE).sqrt()
+    compared = grey
+    if prefilter_px > 0:
+        zero = torch.zeros(1, dtype=torch.float64)
+        compared = torch.cat([blurred_levels(grey[i:i + 1], zero, prefilter_px) for i in range(n)])
+    g_slices = (compared.clamp_min(0.0) + _STABILISE).sqrt()
     sigma_g = float(noise_sigma(g_slices).pow(2).mean().sqrt())
     tau = n * 2.0 * sigma_g ** 2 + 1e-7
     settings = dict(radius=r, eps=eps, coarse_weight=coarse_weight, contrast=contrast, focus_weight=focus_weight,
-                    tau=tau)
+                    tau=tau, prefilter_px=prefilter_px, balance=balance)
     if sharp_image is not None:
         aif_grey, residual = luminance(sharp_image.to(device=device)).to(torch.float32), False
     else:
-        aif_grey, residual = luminance(all_in_focus(slices, raw)).to(torch.float32), True
+        aif_grey, residual = luminance(all_in_focus(slices, raw, aif_sharpness)).to(torch.float32), True
     inverse, spread = _defocus_pass(g_slices, log_focus_half, aif_grey, inv, k, hyp, residual, **settings)
     if passes == 2:
         # Linear-domain noise over signal, squared, raises lambda on noisy stacks.

@@ -186,7 +186,7 @@ class VideoDepth:
 
 
 def temporal_fusion(inverse: torch.Tensor, spread: torch.Tensor, guide: torch.Tensor, *, colour_sigma: float = 0.04,
-                    carry: float = 0.8, floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+                    carry: float = 0.95, floor: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
     """Temporal smoothing of per-frame inverse depth by its own uncertainty (seed 001's temporal step).
 
     A forward and a backward recursive filter, each fusing a frame's estimate with the previous
@@ -272,6 +272,21 @@ def refine_focus(frame: torch.Tensor, sharp: torch.Tensor, inverse_depth: torch.
     return best
 
 
+def _ramp_lines(inverse: list[float], prior: list[float]) -> list[float]:
+    """Per-frame refined focus (dioptres) made even within each focus ramp of ``prior`` (metres): a
+    focus motor moves evenly, so each ramp's refined values are replaced by their least-squares
+    line over the frame index (a single frame's misfit cannot bend it). Returns metres."""
+    out = list(inverse)
+    for ramp in focus_ramps(prior):
+        t = np.array(list(ramp), dtype=np.float64)
+        y = np.array([inverse[i] for i in ramp], dtype=np.float64)
+        if len(t) >= 3:
+            slope, offset = np.polyfit(t, y, 1)
+            for i in ramp:
+                out[i] = float(slope * i + offset)
+    return [1.0 / v if v > 0 else math.inf for v in out]
+
+
 def video_depth(
     frames: Sequence[np.ndarray] | torch.Tensor,
     focus_distances: Sequence[float],
@@ -282,6 +297,8 @@ def video_depth(
     refine: bool = False,
     align: Motion | None = None,
     focal_length_mm: float | None = None,
+    carry: float = 0.95,
+    colour_sigma: float = 0.04,
     device: torch.device | str = "cpu",
 ) -> VideoDepth:
     """Video depth from defocus for a focus-sweep clip: depth, all-in-focus and uncertainty per frame.
@@ -302,6 +319,7 @@ def video_depth(
         temporal: fuse the per-frame depths over time.
         refine: refine the focus distances (rough or sparse readouts).
         align, focal_length_mm: alignment of each stack (:func:`focal_stacks`); none by default.
+        carry, colour_sigma: the temporal fusion's settings (:func:`temporal_fusion`).
     """
     from .deconvolution import layered_wiener
     from .defocus_volume import physical_depth
@@ -330,8 +348,8 @@ def video_depth(
             frame = _to_tensor(frames[t]).to(device)[None]
             inv_t = refine_focus(frame, result.all_in_focus, 1.0 / result.depth, coc_per_dioptre_px,
                                  1.0 / distances[t])
-            refined.append(1.0 / inv_t if inv_t > 0 else math.inf)
-        distances = refined
+            refined.append(inv_t)
+        distances = _ramp_lines(refined, distances)
         results = per_frame(distances)
 
     inverse = torch.cat([1.0 / r.depth for _, r in results])
@@ -339,7 +357,7 @@ def video_depth(
     guide = torch.cat([linear_to_srgb(luminance(r.all_in_focus)).clamp(0, 1) for _, r in results])
     independent = torch.cat([r.depth for _, r in results])
     if temporal:
-        inverse, spread = temporal_fusion(inverse, spread, guide)
+        inverse, spread = temporal_fusion(inverse, spread, guide, colour_sigma=colour_sigma, carry=carry)
     aifs = []
     for t, (fs, _) in enumerate(results):
         inv_f = 1.0 / torch.tensor(fs.focus_distances, dtype=torch.float64)

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", type=float, nargs=2, metavar=("GAIN", "READ"), help="add Poisson-Gaussian noise")
     p.add_argument("--rough", type=float, default=0.0, help="perturb the focus distances by this many dioptres")
     p.add_argument("--limit", type=int, help="clips to score")
+    p.add_argument("--carry", type=float, default=0.95, help="temporal fusion: share of evidence carried per frame")
     args = p.parse_args(argv)
     try:
         data = SweepDataset(args.data)
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.rough > 0:
             signs = torch.tensor([(-1.0) ** t for t in range(len(focus))], dtype=torch.float64)
             given = 1.0 / (1.0 / focus + args.rough * signs)
-        out = video_depth(frames, given.tolist(), float(clip["coc_px_per_dioptre"]), refine=args.rough > 0)
+        out = video_depth(frames, given.tolist(), float(clip["coc_px_per_dioptre"]), refine=args.rough > 0,
+                          carry=args.carry)
         near, far = float(focus.min()), float(focus.max())
         valid = (gt >= near) & (gt <= far)
         rel = lambda d: [float(((d[t] - gt[t]).abs() / gt[t])[valid[t]].mean()) for t in range(len(d))]  # noqa: E731
