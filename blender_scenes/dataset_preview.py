@@ -55,6 +55,17 @@ def _row(folder: Path, record: dict) -> list[np.ndarray]:
                 caption(value_tile(disparity), f"disparity {disparity.min():.1f}-{disparity.max():.1f} px"),
                 caption(depth_tile(read_map(folder / "depth_left.exr")), f"depth {record['depth_range'][0]:.1f}-"
                                                                          f"{record['depth_range'][1]:.1f} m")]
+    if kind == "track":  # blender_scenes.kind_track: frames with the subject's box and its distance
+        frames = record["frames"]
+        picks = sorted({0, len(frames) // 3, record["occluder"]["cross_frame"], 2 * len(frames) // 3,
+                        len(frames) - 1})
+        row = [caption(depth_tile(read_map(folder / frames[0]["depth_file"])), "depth, frame 0")]
+        for t in picks:
+            image = tile(read_image(folder / frames[t]["file"]))
+            x0, y0, x1, y1 = frames[t]["box"]
+            cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), (40, 230, 40), 1)
+            row.append(caption(image, f"frame {t}: {frames[t]['subject_depth_m']:.2f} m"))
+        return row
     if kind == "sweep":
         frames = record["frames"]
         picks = sorted({0, len(frames) // 3, 2 * len(frames) // 3, len(frames) - 1})
