@@ -8,8 +8,11 @@ environment: before the install it can import neither ``core`` nor ``torch``. It
 through Blender's extension API, renders a small compositor tree (Image and Depth from EXR files
 into Layered Defocus, no Cycles), and reports where the worker's core and torch came from: the
 core from the extension's ``vendor/core``, torch's shared libraries (read from the worker
-process's memory map) from the site-packages where Blender unpacked the zip's wheels. The frame
-must equal ``python -m core defocus`` on the same files.
+process's memory map) from the site-packages where Blender unpacked the zip's wheels. It renders
+again after the add-on is disabled and enabled (which resets its preferences), and with
+``$REFOCUS_PYTHON`` naming a Python of one's own (this environment's, as a CUDA one would be): the
+zip's core then runs on that Python's torch. Each frame must equal ``python -m core defocus`` of the
+core the zip installed, on the same files.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,6 @@ import numpy as np
 import pytest
 
 from blender_scenes.build_extension import build, build_full
-from core.cli import main as cli
 from core.imageio import read_image, write_exr
 
 pytestmark = pytest.mark.blender
@@ -38,9 +41,9 @@ LENS = {"focal_length": 50.0, "f_stop": 0.5, "focus_distance": 2.0, "sensor_widt
 
 # The Blender side, run as ``python -I -c SESSION '<json>'`` by the bare Python.
 SESSION = r'''
-import glob, importlib, json, os, sys
+import importlib, json, os, sys, time
 args = json.loads(sys.argv[1])
-out = {"executable": sys.executable, "path_before": list(sys.path)}
+out = {"executable": sys.executable, "path_before": list(sys.path), "seconds": {}}
 for name in ("core", "torch", "cv2", "OpenEXR"):
     try:
         out[name + "_before"] = importlib.import_module(name).__file__
@@ -48,7 +51,9 @@ for name in ("core", "torch", "cv2", "OpenEXR"):
         out[name + "_before"] = None
 import bpy
 MODULE = "bl_ext.user_default.refocus"
+begin = time.perf_counter()
 bpy.ops.extensions.package_install_files(filepath=args["zip"], repo="user_default", enable_on_install=True)
+out["seconds"]["install"] = time.perf_counter() - begin
 out["enabled"] = MODULE in bpy.context.preferences.addons
 out["extension_dir"] = os.path.join(bpy.utils.user_resource("EXTENSIONS"), "user_default", "refocus")
 
@@ -69,6 +74,7 @@ depth = tree.nodes.new("CompositorNodeImage")
 depth.image = bpy.data.images.load(args["depth"], check_existing=False)
 depth.image.colorspace_settings.name = "Non-Color"
 node = tree.nodes.new("RefocusLayeredDefocusNode")
+node.name = "Layered Defocus"
 node.use_scene_camera = False
 for key, value in args["lens"].items():
     setattr(node, key, value)
@@ -78,25 +84,50 @@ tree.links.new(node.outputs["Image"], group_output.inputs[0])
 r.image_settings.media_type = "IMAGE"
 r.image_settings.file_format = "OPEN_EXR"
 r.image_settings.color_depth = "32"
-r.filepath = args["composite"]
 r.use_file_extension = False
-bpy.ops.render.render(write_still=True, scene=scene.name)
-out["node"] = {"state": node.state, "message": node.message}
 
-client = importlib.import_module(MODULE + ".worker_client").current_client()
-info = client.info if client is not None else {}
-out["worker"] = {k: info.get(k) for k in ("pid", "core_path", "torch", "device", "ops")}
-out["worker_python"] = client.python if client is not None else None
-out["wheel_site_packages"] = importlib.import_module(MODULE + ".preferences").wheel_site_packages()
-with open(f"/proc/{info['pid']}/maps") as maps:
-    out["torch_libraries"] = sorted({line.split()[-1] for line in maps if "/torch/" in line and ".so" in line})
-importlib.import_module(MODULE + ".worker_client").shutdown()
+
+def render(name, focus_distance):
+    """Render the tree with the node focused at ``focus_distance``; what the node and its worker did."""
+    node = tree.nodes["Layered Defocus"]  # found again: enabling the add-on again makes new nodes
+    node.focus_distance = focus_distance
+    r.filepath = os.path.join(args["out"], name + ".exr")
+    begin = time.perf_counter()
+    bpy.ops.render.render(write_still=True, scene=scene.name)
+    out["seconds"][name] = time.perf_counter() - begin
+    worker_client = importlib.import_module(MODULE + ".worker_client")
+    client = worker_client.current_client()
+    info = client.info if client is not None else {}
+    run = {"composite": r.filepath, "state": node.state, "message": node.message,
+           "worker": {k: info.get(k) for k in ("pid", "core_path", "torch", "device", "ops")},
+           "python": client.python if client is not None else None,
+           "wheel_site_packages": importlib.import_module(MODULE + ".preferences").wheel_site_packages()}
+    if info.get("pid"):
+        with open(f"/proc/{info['pid']}/maps") as maps:
+            run["torch_libraries"] = sorted({line.split()[-1] for line in maps if "/torch/" in line and ".so" in line})
+    worker_client.shutdown()
+    return run
+
+
+out["first"] = render("first", args["runs"]["first"])
+# Disabled and enabled again (which resets the preferences): the zip's own Python still runs it.
+bpy.ops.preferences.addon_disable(module=MODULE)
+out["disabled_wheels"] = os.path.isdir(out["first"]["wheel_site_packages"][0] + "/torch")
+bpy.ops.preferences.addon_enable(module=MODULE)
+out["enabled_again"] = MODULE in bpy.context.preferences.addons
+out["again"] = render("again", args["runs"]["again"])
+# A Python of one's own (a CUDA environment): the zip's core on that Python's torch, not the wheels'.
+os.environ["REFOCUS_PYTHON"] = args["own_python"]
+out["own_python"] = render("own_python", args["runs"]["own_python"])
+del os.environ["REFOCUS_PYTHON"]
 
 # Every core module imports with the zip's wheels: none of them needs a package the zip lacks.
 import subprocess
+begin = time.perf_counter()
 preferences = importlib.import_module(MODULE + ".preferences")
 probe = subprocess.run([sys.executable, "-I", "-c", args["probe"], str(preferences.bundled_core_root()),
                         *preferences.wheel_site_packages()], capture_output=True, text=True)
+out["seconds"]["probe"] = time.perf_counter() - begin
 out["probe"] = json.loads(probe.stdout) if probe.returncode == 0 else {"error": probe.stderr[-3000:]}
 sys.stdout.write("RESULT " + json.dumps(out) + "\n")
 '''
@@ -118,6 +149,18 @@ for info in pkgutil.walk_packages(core.__path__, "core."):
 files = {n: importlib.import_module(n).__file__ for n in ("torch", "cv2", "OpenEXR", "onnxruntime", "psutil", "numpy")}
 print(json.dumps({"missing": missing, "files": files}))
 '''
+
+
+# ``python -m core`` of the core in the folder given first (run isolated, so nothing else shadows it),
+# once for each command line in the JSON list given second.
+VENDORED_CLI = ("import json, sys\n"
+                "sys.path.insert(0, sys.argv[1])\n"
+                "import core.cli\n"
+                "assert core.cli.__file__.startswith(sys.argv[1]), core.cli.__file__\n"
+                "for argv in json.loads(sys.argv[2]):\n"
+                "    if core.cli.main(argv) != 0:\n"
+                "        raise SystemExit(1)\n")
+RUNS = {"first": LENS["focus_distance"], "again": 3.0, "own_python": 4.0}  # the session's focus distances
 
 
 def _bare_python(folder: Path) -> Path:
@@ -159,13 +202,16 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "REFOCUS_", "VIRTUAL_ENV"))}
     env.update(BLENDER_USER_RESOURCES=str(root / "user"), REFOCUS_FAIL_RENDER_ON_ERROR="0", OMP_NUM_THREADS="1")
     args = {"zip": str(zip_path), "image": files["image"], "depth": files["depth"], "lens": LENS,
-            "composite": str(root / "composite.exr"), "width": WIDTH, "height": HEIGHT, "probe": PROBE}
+            "out": str(root), "width": WIDTH, "height": HEIGHT, "probe": PROBE, "own_python": sys.executable, "runs": RUNS}
+    begin = time.perf_counter()
     proc = subprocess.run([str(python), "-I", "-c", SESSION, json.dumps(args)], cwd=work, env=env,
                           capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"exit {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     result = json.loads(lines[-1][len("RESULT "):])
-    result.update(zip=str(zip_path), files=files, composite=args["composite"], python=str(python), root=str(root))
+    result.update(zip=str(zip_path), files=files, python=str(python), root=str(root))
+    result["seconds"]["session"] = time.perf_counter() - begin
+    print("zip session seconds:", {k: round(v, 1) for k, v in result["seconds"].items()})  # shown with -s
     return result
 
 
@@ -190,39 +236,76 @@ def test_the_bare_python_has_bpy_and_nothing_of_the_project(session: dict[str, A
     assert session["enabled"]
 
 
+def _in_wheels(run: dict[str, Any]) -> list[bool]:
+    """For each torch library the worker had mapped: whether it came from the zip's wheels."""
+    (site,) = run["wheel_site_packages"]
+    assert run["torch_libraries"], "the worker has no torch library mapped"
+    return [Path(lib).is_relative_to(site) for lib in run["torch_libraries"]]
+
+
 def test_the_worker_runs_on_blenders_python_with_the_zips_core_and_wheels(session: dict[str, Any]) -> None:
-    assert session["worker_python"] == session["executable"] == session["python"]
+    run = session["first"]
+    assert run["python"] == session["executable"] == session["python"]
     extension = Path(session["extension_dir"]).resolve()
-    assert Path(session["worker"]["core_path"]).resolve() == extension / "vendor" / "core"
-    (site,) = session["wheel_site_packages"]
+    assert Path(run["worker"]["core_path"]).resolve() == extension / "vendor" / "core"
+    (site,) = run["wheel_site_packages"]
     assert Path(site).is_relative_to(Path(session["root"]) / "user"), site  # where Blender unpacked the wheels
-    assert session["torch_libraries"], "the worker has no torch library mapped"
-    assert all(Path(lib).is_relative_to(site) for lib in session["torch_libraries"]), session["torch_libraries"]
-    assert session["worker"]["torch"].endswith("+cpu")
+    assert all(_in_wheels(run)), run["torch_libraries"]
+    assert run["worker"]["torch"].endswith("+cpu")
     specs = json.loads((REPO / "addon" / "op_specs.json").read_text())["ops"]
-    assert set(session["worker"]["ops"]) >= set(specs)  # every node of the add-on can compute
+    assert set(run["worker"]["ops"]) >= set(specs)  # every node of the add-on can compute
+
+
+def test_disabled_and_enabled_again_it_still_runs_on_its_own(session: dict[str, Any]) -> None:
+    assert session["enabled_again"]
+    run = session["again"]
+    assert run["state"] == "DONE", run
+    assert run["python"] == session["python"] and all(_in_wheels(run))
+    assert run["worker"]["pid"] != session["first"]["worker"]["pid"]  # computed anew, not from a cache
+
+
+def test_a_worker_python_of_ones_own_runs_the_zips_core_on_its_own_torch(session: dict[str, Any]) -> None:
+    run = session["own_python"]
+    assert run["state"] == "DONE", run
+    assert run["python"] == sys.executable
+    assert Path(run["worker"]["core_path"]).resolve() == Path(session["extension_dir"]).resolve() / "vendor" / "core"
+    assert not any(_in_wheels(run)), run["torch_libraries"]
 
 
 def test_every_core_module_imports_with_the_zips_wheels(session: dict[str, Any]) -> None:
     probe = session["probe"]
     assert "error" not in probe, probe
     assert probe["missing"] == {}
-    (site,) = session["wheel_site_packages"]
+    (site,) = session["first"]["wheel_site_packages"]
     bare = Path(session["python"]).parent.parent
     for name, path in probe["files"].items():
         # numpy is Blender's own (here the bare Python's); the rest come from the zip's wheels.
         assert Path(path).is_relative_to(bare if name == "numpy" else site), (name, path)
 
 
-def test_the_zips_layered_defocus_equals_the_command(tmp_path: Path, session: dict[str, Any]) -> None:
-    assert session["node"]["state"] == "DONE", session["node"]
+@pytest.fixture(scope="module")
+def command(session: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``python -m core defocus`` of the core the zip installed, at each run's focus distance (the
+    working tree's core, shared with work in progress, may have changed since the zip was built)."""
+    out = tmp_path_factory.mktemp("cli")
     files = session["files"]
-    expected = tmp_path / "cli.exr"
-    code = cli(["defocus", "--image", files["image"], "--depth", files["depth_z"], "--output", str(expected),
-                "--focal-length", str(LENS["focal_length"]), "--f-stop", str(LENS["f_stop"]),
-                "--focus-distance", str(LENS["focus_distance"]), "--sensor-width", str(LENS["sensor_width"]),
-                "--quiet"])
-    assert code == 0
-    ours, theirs = read_image(session["composite"])[..., :3], read_image(expected)[..., :3]
+    expected = {run: str(out / f"{run}.exr") for run in RUNS}
+    argvs = [["defocus", "--image", files["image"], "--depth", files["depth_z"], "--output", expected[run],
+              "--focal-length", str(LENS["focal_length"]), "--f-stop", str(LENS["f_stop"]),
+              "--focus-distance", str(distance), "--sensor-width", str(LENS["sensor_width"]), "--quiet"]
+             for run, distance in RUNS.items()]
+    vendor = Path(session["extension_dir"]) / "vendor"
+    proc = subprocess.run([sys.executable, "-I", "-c", VENDORED_CLI, str(vendor), json.dumps(argvs)], cwd=out,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return expected
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_the_zips_layered_defocus_equals_the_command(session: dict[str, Any], command: dict[str, str],
+                                                     run: str) -> None:
+    assert session[run]["state"] == "DONE", session[run]
+    files = session["files"]
+    ours, theirs = read_image(session[run]["composite"])[..., :3], read_image(command[run])[..., :3]
     assert float(np.abs(ours - theirs).max()) <= TOLERANCE
     assert float(np.abs(theirs - read_image(files["image"])).max()) > 0.05  # the lens blurred something
