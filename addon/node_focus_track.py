@@ -198,7 +198,8 @@ class FocusTrackNode(SensorProperties, RefocusNode):
         scene = ctx.scene
         frames = self.clip_frames(scene)
         first = scene.frame_start
-        params: dict[str, Any] = {**self.lens(ctx), "method": self.method, "fps": scene.render.fps / scene.render.fps_base,
+        params: dict[str, Any] = {**self.lens(ctx), "method": self.method,
+                                  "fps": scene.render.fps / scene.render.fps_base,
                                   "max_rack_dioptres_per_s": self.max_rack, "dead_band": self.dead_band,
                                   "response_s": self.response}
         if frames is not None:
@@ -207,7 +208,8 @@ class FocusTrackNode(SensorProperties, RefocusNode):
                                    f"{scene.frame_start}-{scene.frame_end}, which is the clip tracked")
             params.update(frames=frames, frame_index=ctx.frame - first)
         if self.subject == "MARKER":
-            boxes = self.marker_boxes(self.frame_range(scene) if frames is not None else range(ctx.frame, ctx.frame + 1))
+            span = self.frame_range(scene) if frames is not None else range(ctx.frame, ctx.frame + 1)
+            boxes = self.marker_boxes(span)
             if frames is None and boxes[0] is None:
                 raise RefocusError(f"track '{self.track}' has no marker at frame {ctx.frame}")
             params["boxes_uv"] = boxes

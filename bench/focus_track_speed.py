@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = (1e3 * v / n for v in best_of(args.repeats, lambda: run(frames, depths, params)))
         track = run(frames, depths, params)
         err = float(np.mean(np.abs(track.focus_distance_m - clip.distances) / clip.distances))
-        print(f"  focus track, {method}:                   {cpu:6.2f}  [{wall:6.2f}]  ({cpu / peer_cpu:.2f} x the peer; "
-              f"target {TARGET_MS:g} ms: {'met' if cpu <= TARGET_MS else 'missed'}; mean focus error {100 * err:.2f} %)")
+        print(f"  focus track, {method}:                   {cpu:6.2f}  [{wall:6.2f}]  "
+              f"({cpu / peer_cpu:.2f} x the peer; target {TARGET_MS:g} ms: {'met' if cpu <= TARGET_MS else 'missed'}; "
+              f"mean focus error {100 * err:.2f} %)")
     return 0
 
 

@@ -100,7 +100,8 @@ def _clutter(rng: np.random.Generator, path: dict, lens: Lens, back: float, coun
         size = tuple(float(v) for v in extent * rng.uniform(0.6, 1.0, 3))
         rotation = tuple(float(r) for r in rng.uniform(0.0, 2.0 * math.pi, 3))
         material = random_material(rng, extent, _LOOK_TEXTURES, TRAIN_LOOK.roughness)
-        out.append(Placed(f"Clutter.{len(out):03d}", bs.Primitive(kind, (x, y, z), size, rotation, material)))  # type: ignore[arg-type]
+        item = bs.Primitive(kind, (x, y, z), size, rotation, material)  # type: ignore[arg-type]
+        out.append(Placed(f"Clutter.{len(out):03d}", item))
     return out
 
 

@@ -74,7 +74,8 @@ def clip(out: str) -> dict[str, Any]:
     for f in range(1, len(files) + 1):
         scene.frame_set(f)
         bpy.context.view_layer.update()
-        corners = [world_to_camera_view(scene, scene.camera, subject.matrix_world @ Vector(c)) for c in subject.bound_box]
+        corners = [world_to_camera_view(scene, scene.camera, subject.matrix_world @ Vector(c))
+                   for c in subject.bound_box]
         boxes.append([min(p.x for p in corners), min(p.y for p in corners), max(p.x for p in corners),
                       max(p.y for p in corners)])
     box = boxes[0]
@@ -145,7 +146,8 @@ def clip(out: str) -> dict[str, Any]:
             "shown": {str(k): v for k, v in shown.items()},
             "baked": baked, "bake_result": sorted(baked_result), "animated": data.animation_data is not None
             and data.animation_data.action is not None,
-            "lens": {"focal_length_mm": cam.lens, "f_stop": cam.dof.aperture_fstop, "sensor_width_mm": cam.sensor_width},
+            "lens": {"focal_length_mm": cam.lens, "f_stop": cam.dof.aperture_fstop,
+                     "sensor_width_mm": cam.sensor_width},
             "fps": r.fps / r.fps_base,
             "refocused": [str(out_dir / f"refocused_{f:04d}.exr") for f in range(1, len(files) + 1)]}
 

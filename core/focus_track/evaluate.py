@@ -161,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = evaluate_clip(clip, args.method, args.box_scale)
             s = r["scores"]
             print(f"{clip.name}: focus track {100 * s['focus track']['rel_error']:.2f} % "
-                  f"sharp {100 * s['focus track']['sharp']:.0f} % | first box {100 * s['first-frame box (baseline)']['rel_error']:.1f} % "
+                  f"sharp {100 * s['focus track']['sharp']:.0f} % | "
+                  f"first box {100 * s['first-frame box (baseline)']['rel_error']:.1f} % "
                   f"| centre {100 * s['centre autofocus (baseline)']['rel_error']:.1f} % | "
                   f"lost {len(r['track'].info['lost_frames'])} held {len(r['track'].info['held_frames'])} | "
                   f"{1e3 * r['seconds_per_frame']:.1f} ms/frame", flush=True)

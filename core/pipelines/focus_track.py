@@ -115,7 +115,8 @@ class FocusTrackClipParams(FocusTrackParams):
     ``frames``: one entry per frame of the clip, ``{"image": path, "image_layer": name or null,
     "depth": path, "depth_layer": name or null}`` (EXR layers as ``ViewLayer.Combined``; PNG, JPEG,
     TIFF, PFM, NPY files as they are), or ``{"video": path, "video_frame": k, ...}`` for a frame
-    of a movie file; ``None``: the request's own inputs are a clip of one frame (nothing to track). The subject may also come as ``box_uv`` / ``boxes_uv``: boxes in 0..1 of the
+    of a movie file; ``None``: the request's own inputs are a clip of one frame (nothing to track).
+    The subject may also come as ``box_uv`` / ``boxes_uv``: boxes in 0..1 of the
     frame from the top-left (the node's box, Blender's tracking markers)."""
 
     frames: Any = param(None, help="the clip, one entry per frame: image and depth paths (and EXR layers)")
@@ -203,10 +204,6 @@ class FocusTrack:
 
 
 CSV_HEADER = "frame,x0,y0,x1,y1,focus_distance_m,raw_focus_distance_m,confidence"
-
-
-def _box_area(box: Sequence[float]) -> float:
-    return max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0)
 
 
 def check_box(box: Sequence[float], width: int, height: int, what: str = "the box") -> None:
