@@ -579,6 +579,29 @@ class LensEffects:
     preview_scale: int = 1
 
 
+def shaped_coc(depth: torch.Tensor, lens: Lens, focus_distance: torch.Tensor | float | None = None,
+               pixel_aspect: float = 1.0, effects: LensEffects | None = None) -> torch.Tensor:
+    """(B, 1, H, W) signed CoC, pixels, that :func:`refocus` renders: the lens's, with the sharp
+    band and the near/far multipliers of ``effects`` applied (the focus map shows this)."""
+    coc = lens.circle_of_confusion(depth, focus_distance, pixel_aspect)
+    if effects is None:
+        return coc
+    h, w = depth.shape[-2:]
+    band = None
+    if effects.sharp_band_m is not None:
+        from .optics import sharp_band
+
+        focus = lens.focus_distance if focus_distance is None else focus_distance
+        check(isinstance(focus, (int, float)), "a sharp band needs one focus distance (a float), not a tensor")
+        band = sharp_band(lens.with_focus(float(focus)), effects.sharp_band_m[0], effects.sharp_band_m[1], w, h,
+                          pixel_aspect)
+    if band is not None or effects.near_blur != 1.0 or effects.far_blur != 1.0:
+        from .optics import shape_coc
+
+        coc = shape_coc(coc, effects.near_blur, effects.far_blur, band)
+    return coc
+
+
 def default_edge_split() -> "EdgeSplit":
     from .edges import EdgeSplit
 
@@ -620,19 +643,7 @@ def refocus(
     check_image(image)
     check_map(depth, image, "depth")
     fx = effects if effects is not None else LensEffects(edge_split=default_edge_split())
-    h, w = image.shape[-2:]
-    coc = lens.circle_of_confusion(depth.to(image.dtype), focus_distance, pixel_aspect)
-    band = None
-    if fx.sharp_band_m is not None:
-        from .optics import sharp_band
-
-        focus = lens.focus_distance if focus_distance is None else focus_distance
-        check(isinstance(focus, (int, float)), "a sharp band needs one focus distance (a float), not a tensor")
-        band = sharp_band(lens.with_focus(float(focus)), fx.sharp_band_m[0], fx.sharp_band_m[1], w, h, pixel_aspect)
-    if band is not None or fx.near_blur != 1.0 or fx.far_blur != 1.0:
-        from .optics import shape_coc
-
-        coc = shape_coc(coc, fx.near_blur, fx.far_blur, band)
+    coc = shaped_coc(depth.to(image.dtype), lens, focus_distance, pixel_aspect, fx)
     if fx.highlight_gain != 1.0:
         from .highlights import boost_highlights
 

@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="output image (.exr, .png, .tif, .jpg)")
     p.add_argument("--bit-depth", type=int, choices=[8, 16], help="PNG/TIFF bit depth (default 16)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--bokeh-image", metavar="PATH", help="bokeh shape from any kernel image (normalised, used at "
+                                                         "each layer's size)")
+    p.add_argument("--focus-map", metavar="PATH", help="also write the focus map: blur in front (blue) and behind "
+                                                       "(orange), the in-focus band green")
+    p.add_argument("--exr-compression", choices=["zip", "zips", "piz", "rle", "none"],
+                   help="EXR output compression (default: zip for half floats, none for 32-bit ones, which zip "
+                        "shrinks by only ~10%%); EXR output is half when the input image was")
     add_nan_policy(p)
     add_options(p.add_argument_group("camera and renderer"), LayeredDefocusParams)
     p.set_defaults(run=run)
@@ -53,16 +60,25 @@ def run(args: argparse.Namespace) -> int:
     params = params_from(LayeredDefocusParams, args)
     outputs = OutputSet()  # checked now, written at the end
     out = outputs.add(args.output, IMAGE_EXTENSIONS, "output")
+    heat = outputs.add(args.focus_map, IMAGE_EXTENSIONS, "focus map") if args.focus_map else None
     shape = image_shape(args.image)
     if shape is not None:
         check_memory(defocus_bytes(*shape), f"defocus of a {shape[1]}x{shape[0]} frame")
-    image = read_image(args.image, args.nan_policy)
+    # Half-float input stays half until the tensor is made (one conversion), and is written back as half.
+    image = read_image(args.image, args.nan_policy, keep_half=True)
+    half = image.dtype.itemsize == 2
+    bokeh = read_image(args.bokeh_image) if args.bokeh_image else None
     depth = read_map(args.depth, args.depth_channel, nan_policy="nearest" if args.nan_policy == "nearest" else None)
     bar = ProgressBar("defocus", unit=" layers", enabled=not args.quiet)
     start = time.perf_counter()
-    result = run_pipeline(image, depth, params, progress=bar)
+    result = run_pipeline(image, depth, params, progress=bar, bokeh_image=bokeh, focus_map=heat is not None)
+    bits = args.bit_depth if args.bit_depth is not None or not args.output.lower().endswith(".exr") else (16 if half else None)
+    compression = args.exr_compression or ("zip" if bits == 16 else "none")
     with outputs.writing():
-        outputs.write(out, lambda tmp: write_image(tmp, result.outputs["image"], bit_depth=args.bit_depth))
+        outputs.write(out, lambda tmp: write_image(tmp, result.outputs["image"], bit_depth=bits,
+                                                   exr_compression=compression))
+        if heat is not None:
+            outputs.write(heat, lambda tmp: write_image(tmp, result.outputs["focus_map"], exr_compression=compression))
     if not args.quiet:
         print(f"wrote {args.output} ({image.shape[1]}x{image.shape[0]}, focus {result.info['focus_distance_m']:.3f} m, "
               f"{time.perf_counter() - start:.2f} s on {result.info['device']})", flush=True)

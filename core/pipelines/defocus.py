@@ -60,6 +60,17 @@ class LayeredDefocusParams:
     near_m: float | None = param(None, unit="m", help="nearest distance, for normalised and inverse depth")
     far_m: float | None = param(None, unit="m", help="farthest distance, for normalised and inverse depth")
     baseline_m: float | None = param(None, unit="m", help="stereo baseline, for disparity depth")
+    max_blur_error_px: float = param(
+        1.0, unit="px", help="layers away from focus are merged while no pixel's blur is off by more than this (0: none)")
+    edge_split: bool = param(True, help="split mixed edge pixels between the near and far layers (clean silhouettes)")
+    near_blur: float = param(1.0, help="multiplier of the blur in front of the focus (0 keeps it sharp)")
+    far_blur: float = param(1.0, help="multiplier of the blur behind the focus (0 keeps it sharp)")
+    sharp_near_m: float | None = param(None, unit="m", help="depth of field: keep sharp from this distance ...")
+    sharp_far_m: float | None = param(None, unit="m", help="... to this one (with --sharp-near; inf for infinity)")
+    highlight_threshold: float = param(0.9, help="luminance above which LDR highlights are boosted")
+    highlight_gain: float = param(1.0, help="energy given to highlights before the blur (1: off)")
+    cat_eye: float = param(0.0, help="optical vignetting: bokeh clipped towards the corners, 0 (off) to 2")
+    preview_scale: int = param(1, help="fast preview: render at 1/scale and restore in-focus detail (1: off, 2-8)")
     device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
 
     def __post_init__(self) -> None:
@@ -95,7 +106,30 @@ class LayeredDefocusParams:
         if self.depth_type == "disparity":
             check(self.baseline_m is not None, "disparity depth needs the baseline")
             check_range("the baseline (m)", self.baseline_m, 0.0, 1000.0, low_open=True)
+        check_range("the largest blur error (px)", self.max_blur_error_px, 0.0, 8.0)
+        check_range("the near blur multiplier", self.near_blur, 0.0, 100.0)
+        check_range("the far blur multiplier", self.far_blur, 0.0, 100.0)
+        check((self.sharp_near_m is None) == (self.sharp_far_m is None),
+              "give both ends of the sharp band (--sharp-near and --sharp-far), or neither")
+        if self.sharp_near_m is not None and self.sharp_far_m is not None:
+            check(0.0 < self.sharp_near_m <= self.sharp_far_m,
+                  f"the sharp band must run from near to far, got {self.sharp_near_m} to {self.sharp_far_m} m")
+        check_range("the highlight threshold", self.highlight_threshold, 0.0, 1e6)
+        check_range("the highlight gain", self.highlight_gain, 0.0, 1e4, low_open=True)
+        check_range("the cat's eye amount", self.cat_eye, 0.0, 2.0)
+        check(1 <= self.preview_scale <= 8, f"the preview scale must be 1 to 8, got {self.preview_scale}")
         check_device(self.device)
+
+    def effects(self, bokeh_image=None):
+        """The renderer's :class:`core.defocus.LensEffects` for these settings (imports torch)."""
+        from ..defocus import LensEffects, default_edge_split
+
+        band = None if self.sharp_near_m is None else (self.sharp_near_m, self.sharp_far_m)
+        return LensEffects(near_blur=self.near_blur, far_blur=self.far_blur, sharp_band_m=band,
+                           highlight_threshold=self.highlight_threshold, highlight_gain=self.highlight_gain,
+                           cat_eye=self.cat_eye, bokeh_image=bokeh_image,
+                           edge_split=default_edge_split() if self.edge_split else None,
+                           preview_scale=self.preview_scale)
 
 
 SPEC = OpSpec(
@@ -150,10 +184,13 @@ def focus_distance(depth: np.ndarray, params: LayeredDefocusParams, focus_input_
 
 
 def run(image: np.ndarray, depth: np.ndarray, params: LayeredDefocusParams, progress: ProgressFn | None = None,
-        focus_input_m: float | None = None) -> Result:
+        focus_input_m: float | None = None, bokeh_image: np.ndarray | None = None,
+        focus_map: bool = False) -> Result:
     """Refocus ``image`` (H, W, C) scene-linear with ``depth`` (H, W) planar metres.
 
     ``focus_input_m``: a focus distance wired in (Focus Track), overriding the parameters' focus.
+    ``bokeh_image``: (h, w) or (h, w, C) kernel image for the bokeh shape (:class:`core.bokeh.ImageBokeh`).
+    ``focus_map``: also return ``outputs["focus_map"]``, (H, W, 3) scene-linear (:mod:`core.focus_map`).
     Returns ``outputs["image"]`` (H, W, C) scene-linear and ``info["focus_distance_m"]``.
     """
     import math
@@ -177,7 +214,20 @@ def run(image: np.ndarray, depth: np.ndarray, params: LayeredDefocusParams, prog
                 sensor_width_mm=params.sensor_width_mm, sensor_height_mm=params.sensor_height_mm,
                 sensor_fit=params.sensor_fit, breathing=params.breathing, blades=params.blades,
                 rotation=math.radians(params.rotation_deg), ratio=params.ratio)
+    kernel = None
+    if bokeh_image is not None:
+        kernel = torch.from_numpy(np.ascontiguousarray(np.asarray(bokeh_image, dtype=np.float32)))
+        kernel = kernel.permute(2, 0, 1) if kernel.dim() == 3 else kernel
+    effects = params.effects(kernel)
     with torch.no_grad():
         out = refocus(image_to_tensor(image, device), depth_t, lens, k_max=params.k_max, step=params.step_px,
-                      mask=params.mask, alpha=params.alpha, pixel_aspect=params.pixel_aspect, progress=progress)
-    return Result({"image": tensor_to_image(out)}, {"focus_distance_m": focus, "device": str(device)})
+                      mask=params.mask, alpha=params.alpha, pixel_aspect=params.pixel_aspect, progress=progress,
+                      merge_px=params.max_blur_error_px, effects=effects)
+        outputs = {"image": tensor_to_image(out)}
+        if focus_map:
+            from ..defocus import shaped_coc
+            from ..focus_map import focus_map as heat_map
+
+            coc = shaped_coc(depth_t, lens, None, params.pixel_aspect, effects)
+            outputs["focus_map"] = tensor_to_image(heat_map(coc))
+    return Result(outputs, {"focus_distance_m": focus, "device": str(device)})
