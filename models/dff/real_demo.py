@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", type=Path, default=SAMPLE, help="folder of slices with focus_distances.txt")
     p.add_argument("--focal-length", type=float, default=2.0, help="lens focal length, mm (the sample's: 2)")
     p.add_argument("--weights", help="FocalStackNet weights (default: the shipped ones, if any)")
+    p.add_argument("--f-stop", type=float, help="aperture f-number: adds the physical method's row (it needs the camera)")
+    p.add_argument("--sensor-width", type=float, default=5.6, help="sensor width, mm, for the physical method (5.6)")
     p.add_argument("--far", type=float, default=1.0, help="far end of the colour map, m (default 1)")
     p.add_argument("--out", required=True, help="PNG to write")
     args = p.parse_args(argv)
@@ -71,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         classical = depth_from_focus(aligned.images, distances)
         rows.append(method_row("classical", classical, near, far, time.perf_counter() - start))
+        if args.f_stop is not None:
+            from core.focal_stack.defocus_volume import physical_depth
+            from core.optics import Lens
+
+            lens = Lens(args.focal_length, args.f_stop, 1.0, args.sensor_width)
+            start = time.perf_counter()
+            physical = physical_depth(aligned.images, distances, lens)
+            rows.append(method_row("physical", physical, near, far, time.perf_counter() - start))
         weights = args.weights
         if weights is None:
             try:
