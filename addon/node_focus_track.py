@@ -5,8 +5,8 @@ sends the clip by path: for every frame of the scene's range, the file its Image
 (or Movie Clip node) shows at that frame, and the same for Depth (a multilayer EXR's Depth pass, or a
 depth sequence), with Blender's own frame mapping (start, offset, duration, cyclic). The worker reads
 the clip, tracks once and keeps the track, so each frame's evaluation is a lookup. Inputs that are
-not file sequences (Render Layers, another Refocus node) give a one-frame clip: no tracking, and the
-node says so.
+not file sources (Render Layers, another Refocus node) cannot give the clip: the node says so and
+what to do (render the passes to a multilayer EXR sequence).
 
 The subject: a box drawn at a start frame, tracked by core; or a Movie Clip's tracking marker (clip
 and track name), whose per-frame pattern corners Blender's own tracker has solved, used as they are.
@@ -146,8 +146,9 @@ class FocusTrackNode(SensorProperties, RefocusNode):
         return range(scene.frame_start, scene.frame_end + 1)
 
     def clip_frames(self, scene: bpy.types.Scene) -> list[dict[str, Any]] | None:
-        """The clip by path, one entry per frame of the scene's range; ``None`` when the Image or
-        Depth input is not a file source (then this frame is a clip of one)."""
+        """The clip by path, one entry per frame of the scene's range; ``None`` while an input is
+        unlinked (the evaluator says to connect it); :class:`RefocusError` when an input is not a
+        file source, since the whole clip cannot be read then."""
         image_src, depth_src = _source(self.inputs["Image"]), _source(self.inputs["Depth"])
         if image_src is None or depth_src is None:
             return None
@@ -159,7 +160,10 @@ class FocusTrackNode(SensorProperties, RefocusNode):
             except RefocusError as exc:
                 if str(exc):
                     raise
-                return None
+                raise RefocusError("Focus Track reads the whole clip from files: feed its Image and Depth "
+                                   "straight from Image or Movie Clip nodes (image sequences, movies, multilayer "
+                                   "EXRs); Render Layers and other nodes give one frame at a time, so render the "
+                                   "passes to a multilayer EXR sequence first") from None
             if "video" in depth:
                 raise RefocusError("the Depth input is a movie; depth needs float files (EXR, PFM or NPY)")
             entry: dict[str, Any] = {"depth": depth["path"], "depth_layer": depth["layer"]}

@@ -117,6 +117,15 @@ def clip(out: str) -> dict[str, Any]:
     second_viewer = tree.nodes.new("CompositorNodeViewer")
     tree.links.new(follower.outputs["Focus Distance"], second_viewer.inputs[0])
 
+    # A Focus Track fed through another node (an Exposure node): it cannot read the clip, and says so.
+    exposure = tree.nodes.new("CompositorNodeExposure")
+    tree.links.new(reader.outputs["Combined"], exposure.inputs["Image"])
+    unfed = tree.nodes.new("RefocusFocusTrackNode")
+    tree.links.new(exposure.outputs["Image"], unfed.inputs["Image"])
+    tree.links.new(reader.outputs["Depth"], unfed.inputs["Depth"])
+    third_viewer = tree.nodes.new("CompositorNodeViewer")
+    tree.links.new(unfed.outputs["Overlay"], third_viewer.inputs[0])
+
     shown: dict[int, dict[str, Any]] = {}
 
     def record(scene_: Any, *args: Any) -> None:
@@ -125,7 +134,8 @@ def clip(out: str) -> dict[str, Any]:
                                        "state": track.state, "message": track.message,
                                        "defocus_state": defocus.state, "defocus_message": defocus.message,
                                        "marker_focus": _value(follower, "Focus Distance"),
-                                       "marker_state": follower.state, "marker_message": follower.message}
+                                       "marker_state": follower.state, "marker_message": follower.message,
+                                       "unfed_state": unfed.state, "unfed_message": unfed.message}
 
     bpy.app.handlers.render_write.append(record)
     r.use_compositing = True

@@ -84,6 +84,12 @@ def test_marker_node_samples_blenders_own_track(session: dict, tmp_path: Path, c
     assert node == pytest.approx([3.0, 2.8, 2.6], rel=0.01)
 
 
+def test_node_fed_by_a_non_file_source_says_what_to_do(session: dict) -> None:
+    entry = session["shown"]["1"]
+    assert entry["unfed_state"] == "ERROR"
+    assert "reads the whole clip from files" in entry["unfed_message"], entry["unfed_message"]
+
+
 def test_bake_focus_to_camera_keys_every_frame(session: dict) -> None:
     assert session["bake_result"] == ["FINISHED"]
     assert session["animated"]
