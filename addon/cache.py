@@ -78,6 +78,7 @@ class ResultCache:
     def __init__(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
         self.entries: collections.OrderedDict[str, Outputs] = collections.OrderedDict()
+        self.notes: dict[str, str] = {}  # what the worker warned of, shown on the node with the result
         self.size = 0
         self.hits = self.misses = 0
 
@@ -90,26 +91,34 @@ class ResultCache:
         self.hits += 1
         return outputs
 
-    def put(self, key: str, outputs: Outputs) -> None:
+    def note(self, key: str) -> str:
+        return self.notes.get(key, "")
+
+    def put(self, key: str, outputs: Outputs, note: str = "") -> None:
         if key in self.entries:
             self.size -= _nbytes(self.entries.pop(key))
         size = _nbytes(outputs)
         if size > self.capacity:
             return
         self.entries[key] = outputs
+        if note:
+            self.notes[key] = note
         self.size += size
-        while self.size > self.capacity:
-            _, dropped = self.entries.popitem(last=False)
+        self._shrink()
+
+    def _shrink(self) -> None:
+        while self.entries and self.size > self.capacity:
+            dropped_key, dropped = self.entries.popitem(last=False)
+            self.notes.pop(dropped_key, None)
             self.size -= _nbytes(dropped)
 
     def resize(self, capacity_bytes: int) -> None:
         self.capacity = capacity_bytes
-        while self.entries and self.size > self.capacity:
-            _, dropped = self.entries.popitem(last=False)
-            self.size -= _nbytes(dropped)
+        self._shrink()
 
     def clear(self) -> None:
         self.entries.clear()
+        self.notes.clear()
         self.size = 0
 
 

@@ -183,10 +183,10 @@ class FrameEvaluation:
                     raise request.error
                 assert request.result is not None
                 outputs = {name: np.load(entry["path"]) for name, entry in request.result["outputs"].items()}
-                cache().put(key, outputs)
+                cache().put(key, outputs, "; ".join(request.result.get("warnings") or ()))
                 self.computed += 1
             with busy():
-                node.show(outputs)
+                node.show(outputs, cache().note(key))
         except RefocusError as exc:
             self._fail(node, str(exc), files, "CANCELLED" if self.cancelled else "ERROR")
         except RuntimeError as exc:  # a bpy operator (a probe render) refused: Blender's own message

@@ -211,10 +211,11 @@ class RefocusNode(bpy.types.CompositorNodeCustomGroup):
             image.update()
 
     # -------------------------------------------------------------------------- results
-    def show(self, outputs: dict[str, np.ndarray]) -> None:
-        """Show computed outputs: ``outputs[socket key]`` is (H, W, C) float32, top row first."""
+    def show(self, outputs: dict[str, np.ndarray], note: str = "") -> None:
+        """Show computed outputs: ``outputs[socket key]`` is (H, W, C) float32, top row first;
+        ``note``: what the worker warned of (a fallback it took), shown on the node."""
         self._set_pixels(outputs)
-        self.state, self.message, self.progress = "DONE", "", 1.0
+        self.state, self.message, self.progress = "DONE", note, 1.0
 
     def fail(self, message: str, fallback: dict[str, np.ndarray], state: str = "ERROR") -> None:
         """Show ``fallback`` (the input passed through) instead of a result, and say why."""

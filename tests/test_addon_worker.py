@@ -80,6 +80,18 @@ def test_linked_focus_distance_and_focus_point_override_the_lens(client: WorkerC
         np.testing.assert_allclose(np.load(result["outputs"]["image"]["path"]), expected, atol=1e-6)
 
 
+def test_a_linked_focus_without_a_value_falls_back_to_the_node_focus_and_says_so(client: WorkerClient,
+                                                                                  tmp_path: Path) -> None:
+    """A Focus Track that failed writes zeros: the node refocuses at its own distance, never passes through."""
+    inputs, image, depth = _inputs(tmp_path)
+    write_exr(tmp_path / "zeros.exr", {"V": np.zeros((3, 3), np.float32)})
+    result = client.run("layered_defocus", {**inputs, "focus_distance": {"path": str(tmp_path / "zeros.exr")}},
+                        PARAMS, {"image": str(tmp_path / "z.npy")})
+    assert result["info"]["focus_distance_m"] == pytest.approx(1.5)
+    assert any("holds no distance" in w for w in result["warnings"])
+    np.testing.assert_allclose(np.load(result["outputs"]["image"]["path"]), _core(image, depth, Lens(**LENS)), atol=1e-6)
+
+
 @pytest.mark.parametrize("case, message", [
     ("no_depth", "the Depth input is not connected"),
     ("small_depth", "the image is 56x40 but the depth is 28x20"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import check
 from ...pipelines import Result
 from ...pipelines.defocus import SPEC, LayeredDefocusParams, run as pipeline
 from ..protocol import Job
@@ -16,15 +15,22 @@ from ..protocol import Job
 __all__ = ["SPEC", "run"]
 
 
-def focus_from_input(values: np.ndarray) -> float:
-    """A focus distance wired in as an image: the median of its positive finite pixels, metres."""
+NO_LINKED_FOCUS = ("the linked Focus Distance holds no distance at this frame (its source failed or lost the "
+                   "subject): the node's own focus is used")
+
+
+def focus_from_input(values: np.ndarray) -> float | None:
+    """A focus distance wired in as an image: the median of its positive finite pixels, metres;
+    ``None`` when it holds none (a Focus Track that failed writes zeros)."""
     v = values[..., 0]
     v = v[np.isfinite(v) & (v > 0)]
-    check(v.size > 0, "the focus distance input holds no positive value")
-    return float(np.median(v))
+    return float(np.median(v)) if v.size else None
 
 
 def run(job: Job, params: LayeredDefocusParams) -> Result:
     image, depth = job.input("image"), job.input("depth")
     focus = focus_from_input(job.input("focus_distance")) if job.has("focus_distance") else None
-    return pipeline(image, depth[..., 0], params, progress=job.progress, focus_input_m=focus)
+    result = pipeline(image, depth[..., 0], params, progress=job.progress, focus_input_m=focus)
+    if job.has("focus_distance") and focus is None:
+        result.warnings.append(NO_LINKED_FOCUS)  # never pass the image through for a missing value
+    return result
