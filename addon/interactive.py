@@ -239,6 +239,7 @@ def start_follow_up(job: ThreadedRender) -> Updater | None:
                             "again all in focus for the Refocus nodes (turn it off while they use it: they "
                             "read its settings all the same)")
                 keeper.render_sharp_passes(scene, frame, path)
+                keeper.drop_helpers()  # no helper scene may outlive the update (or be saved with the file)
             else:
                 renders.save_render_passes(scene, path)
     except (RefocusError, RuntimeError) as exc:

@@ -199,11 +199,15 @@ class Scratch:
         with _quiet():
             bpy.ops.render.render(write_still=True, scene=helper.name)
 
-    def close(self) -> None:
+    def drop_helpers(self) -> None:
+        """Remove the helper scenes, keep the files (a kept render's passes outlive its render)."""
         for helper in self.helpers.values():
             with contextlib.suppress(ReferenceError):
                 bpy.data.scenes.remove(helper)
         self.helpers.clear()
+
+    def close(self) -> None:
+        self.drop_helpers()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

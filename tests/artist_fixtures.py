@@ -176,6 +176,7 @@ def threaded(out: str) -> dict[str, Any]:
     result["camera_after"] = render_result(scene, out_dir / "camera_after.exr")
     result["camera_follow_up_cycles"] = _cycles_renders(before)
     result["camera_node"] = {"state": node.state, "message": node.message}
+    result["leftovers"] = af._leftovers(scene.compositing_node_group)
 
     # Ctrl+F12: each frame is written in the thread before the add-on could compute it; the add-on
     # says so (status bar, stderr) rather than computing a frame it can no longer write.

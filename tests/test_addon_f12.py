@@ -107,6 +107,7 @@ def test_f12_with_the_scene_cameras_depth_of_field_renders_sharp_passes_once(thr
     lens = {**threaded["lens"], "focus_distance": 6.0}
     got = read_image(threaded["camera_after"])
     assert float(np.abs(got - expected(threaded["passes"], lens)).max()) <= TOLERANCE
+    assert threaded["leftovers"] == []  # no helper scene, tree or image left behind (or saved with the file)
 
 
 def test_ctrl_f12_animation_says_its_frames_hold_the_last_results(threaded: dict[str, Any]) -> None:
