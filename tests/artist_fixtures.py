@@ -257,7 +257,7 @@ def live(out: str, width: int = af.SIZE[0], height: int = af.SIZE[1], edits: int
               "recomposited": frame, "other_frame": {"state": node.state, "message": node.message},
               "camera_edit_seen": camera_seen, "world_edit_seen": other_seen,
               "own_render_changes_camera": own_render_changes_camera,
-              "cache_hits": evaluation.cache().hits, "lens": af._lens(scene)}
+              "cache_hits": evaluation.cache().hits, "lens": af._lens(scene), "leftovers": af._leftovers(tree)}
     scene.frame_set(scene.frame_current - 1)
     result["passes"] = af._reference_passes(scene, out_dir / "passes.exr")
     assert np.isfinite(np.load(shown_first)).all()

@@ -76,6 +76,10 @@ def test_the_render_window_shows_the_last_edit(live: dict[str, Any]) -> None:
     assert float(np.abs(read_image(live["recomposited"]) - want).max()) <= TOLERANCE
 
 
+def test_edits_leave_nothing_behind(live: dict[str, Any]) -> None:
+    assert live["leftovers"] == []
+
+
 def test_another_frame_asks_for_a_render(live: dict[str, Any]) -> None:
     assert live["other_frame"]["state"] == "IDLE"
     assert "press Update" in live["other_frame"]["message"]
