@@ -62,7 +62,6 @@ def layered_wiener(
     hp, wp = _fft_size(padded.shape[-2]), _fft_size(padded.shape[-1])
     padded = F.pad(padded, (0, wp - padded.shape[-1], 0, hp - padded.shape[-2]), mode="replicate")
     spectra = torch.fft.rfft2(padded)  # (N, C, hp, wp/2+1)
-    otf = disc_otf(coc.flatten().to(device), hp, wp).view(n, count, hp, -1)
 
     step = (hi - lo) / (count - 1) if count > 1 else 1.0
     position = ((inverse_depth.to(torch.float64) - lo) / step).to(torch.float32)  # fractional layer
@@ -71,7 +70,7 @@ def layered_wiener(
         weight = (1.0 - (position - m).abs()).clamp_min(0.0) if count > 1 else torch.ones_like(position)
         if float(weight.max()) <= 0.0:
             continue
-        hm = otf[:, m, None]  # (N, 1, hp, wf)
+        hm = disc_otf(coc[:, m].to(device), hp, wp)[:, None]  # (N, 1, hp, wf), only for layers in use
         numerator = (hm * spectra).sum(dim=0)
         denominator = (hm * hm).sum(dim=0) + noise_to_signal
         layer = torch.fft.irfft2(numerator / denominator, s=(hp, wp))[None, :, pad_h:pad_h + h, pad_w:pad_w + w]

@@ -106,7 +106,9 @@ def disc_otf(diameters: torch.Tensor, height: int, width: int) -> torch.Tensor:
     A disc of diameter c has OTF 2 J1(pi c rho) / (pi c rho), rho the radial frequency in cycles
     per pixel; c = 0 is the identity.
     """
-    fy = torch.fft.fftfreq(height, dtype=torch.float32, device=diameters.device).view(height, 1)
+    # |f_y| of rows k and height - k agree: compute rows 0..height // 2 and mirror the rest.
+    unique = height // 2 + 1
+    fy = torch.fft.fftfreq(height, dtype=torch.float32, device=diameters.device)[:unique].view(unique, 1)
     fx = torch.fft.rfftfreq(width, dtype=torch.float32, device=diameters.device).view(1, -1)
     rho = (fx * fx + fy * fy).sqrt()
     x = math.pi * diameters.to(torch.float32).view(-1, 1, 1) * rho
@@ -119,7 +121,8 @@ def disc_otf(diameters: torch.Tensor, height: int, width: int) -> torch.Tensor:
     i = u.long().clamp(max=_JINC_SAMPLES - 2)
     t = u - i
     table = table.to(torch.float32)
-    return torch.lerp(table[i], table[i + 1], t)
+    half = torch.lerp(table[i], table[i + 1], t)
+    return torch.cat([half, half[:, 1:height - height // 2].flip(1)], dim=1)
 
 
 def blurred_levels(image: torch.Tensor, diameters: torch.Tensor, prefilter_px: float = 0.0) -> torch.Tensor:
@@ -142,6 +145,22 @@ def blurred_levels(image: torch.Tensor, diameters: torch.Tensor, prefilter_px: f
         otf = otf * torch.exp(-2.0 * math.pi ** 2 * prefilter_px ** 2 * (fx * fx + fy * fy))
     out = torch.fft.irfft2(spectrum[None] * otf, s=(hp, wp))
     return out[:, None, pad_h:pad_h + h, pad_w:pad_w + w].to(image.dtype)
+
+
+def gaussian_prefilter(images: torch.Tensor, sigma_px: float, blur_pad_px: float = 0.0) -> torch.Tensor:
+    """(N, 1, H, W) maps each convolved with a Gaussian of ``sigma_px``, the same FFT convolution
+    as :func:`blurred_levels` at diameter ``blur_pad_px`` (which sets the padding), batched."""
+    h, w = images.shape[-2:]
+    pad = int(math.ceil(blur_pad_px / 2.0)) + 2
+    pad_h, pad_w = min(pad, h - 1), min(pad, w - 1)
+    padded = F.pad(images, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
+    hp, wp = _fft_size(padded.shape[-2]), _fft_size(padded.shape[-1])
+    padded = F.pad(padded, (0, wp - padded.shape[-1], 0, hp - padded.shape[-2]), mode="replicate")
+    fy = torch.fft.fftfreq(hp, device=images.device).view(hp, 1)
+    fx = torch.fft.rfftfreq(wp, device=images.device).view(1, -1)
+    gauss = torch.exp(-2.0 * math.pi ** 2 * sigma_px ** 2 * (fx * fx + fy * fy))
+    out = torch.fft.irfft2(torch.fft.rfft2(padded.to(torch.float32)) * gauss, s=(hp, wp))
+    return out[..., pad_h:pad_h + h, pad_w:pad_w + w].to(images.dtype)
 
 
 def default_hypotheses(inverse_focus: torch.Tensor, k: torch.Tensor, step_px: float = 1.0,
@@ -354,10 +373,7 @@ def physical_depth(
     grey = luminance(slices).to(torch.float32)
     raw = noise_floored(focus_measure(linear_to_srgb(grey), "modified-laplacian", 9), slices, noise_floor)
     log_focus_half = F.avg_pool2d(raw, 2, ceil_mode=True).log()
-    compared = grey
-    if prefilter_px > 0:
-        zero = torch.zeros(1, dtype=torch.float64)
-        compared = torch.cat([blurred_levels(grey[i:i + 1], zero, prefilter_px) for i in range(n)])
+    compared = gaussian_prefilter(grey, prefilter_px, blur_pad_px=0.0) if prefilter_px > 0 else grey
     g_slices = (compared.clamp_min(0.0) + _STABILISE).sqrt()
     sigma_g = float(noise_sigma(g_slices).pow(2).mean().sqrt())
     tau = n * 2.0 * sigma_g ** 2 + 1e-7

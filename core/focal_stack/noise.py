@@ -41,7 +41,8 @@ def noise_sigma(grey: torch.Tensor) -> torch.Tensor:
     kernel's norm, 6), and the median of its magnitude / 0.6745 (edges are few and move the median
     little).
     """
-    kernel = grey.new_tensor([[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]]).view(1, 1, 3, 3)
-    response = torch.nn.functional.conv2d(grey.to(kernel.dtype), kernel).flatten(1).abs()
+    # The kernel is separable, [1, -2, 1] down times [1, -2, 1] across: two second differences.
+    across = grey[..., :, :-2] - 2.0 * grey[..., :, 1:-1] + grey[..., :, 2:]
+    response = (across[..., :-2, :] - 2.0 * across[..., 1:-1, :] + across[..., 2:, :]).flatten(1).abs()
     step = max(1, response.shape[1] // 65536)  # median() of a sample: the full count costs a sort
     return response[:, ::step].median(dim=1).values / (0.6745 * 6.0)
