@@ -236,8 +236,8 @@ def start_follow_up(job: ThreadedRender) -> Updater | None:
         with busy():
             if job.blurred:
                 status.note("the camera's depth of field blurred this render's passes: rendering them "
-                            "again all in focus for the Refocus nodes (turn it off while they use it: they "
-                            "read its settings all the same)")
+                            "again all in focus for the Refocus nodes (with Render > Lock Interface on, F12 "
+                            "renders them all in focus itself, once)")
                 keeper.render_sharp_passes(scene, frame, path)
                 keeper.drop_helpers()  # no helper scene may outlive the update (or be saved with the file)
             else:

@@ -19,8 +19,10 @@ must not be changed. So the thread only takes notes (:class:`ThreadedRender`), a
 on the main thread once the render is over (``interactive`` polls :func:`take_finished` from a
 timer). What the artist sees, step by step:
 
-1. F12: Cycles renders the frame as usual (all in focus if the camera's depth of field is off).
-   The status bar says the Refocus nodes will be computed from this render when it finishes.
+1. F12: Cycles renders the frame as usual; all in focus when the camera's depth of field is off,
+   or when Render > Lock Interface is on (the thread may then switch the camera's depth of field
+   off for the render, and gives it back at the end). The status bar says the Refocus nodes will
+   be computed from this render when it finishes.
 2. Blender composites the frame in the thread with what the nodes show then: their result for
    the passes of the last render (live edits keep it current, within a second of an edit), or,
    right after opening a file, magenta stripes on grey (``status.mark_pending``): never a black
@@ -28,7 +30,8 @@ timer). What the artist sees, step by step:
    step 4 replaces it, and the status bar says meanwhile that the nodes are still to be computed.
 3. The render finishes. On the main thread the add-on saves the Render Result's passes
    (``renders.save_render_passes``: every pass, no new render) or, when the camera's depth of
-   field blurred them, renders them again all in focus (the helper scene, one Cycles render), and
+   field blurred them (interface not locked), renders them again all in focus (the helper scene,
+   one Cycles render; the status bar suggests Lock Interface), and
    computes the Refocus nodes that reach an output from them in the worker, with progress in the
    status bar and on the nodes. The interface stays live while the worker computes.
 4. The add-on composites the scene again from those passes with no render
@@ -82,6 +85,7 @@ class ThreadedRender:
     blurred: bool  # the camera's depth of field was on: the render's own passes are not all in focus
     frames: list[int] = field(default_factory=list)
     cancelled: bool = False
+    pinhole: str = ""  # the camera data whose depth of field the thread switched off for the render
 
 
 @dataclass
@@ -124,8 +128,16 @@ def begin_render(scene: bpy.types.Scene) -> None:
     if in_render_thread():
         tree = scene.compositing_node_group
         reads_layers = bool(graph.render_layer_uses(tree, scene, graph.feeding_outputs(tree)))
+        job = ThreadedRender(scene.name, reads_layers and _camera_blurs(scene))
+        if job.blurred and scene.render.use_lock_interface:
+            # With the interface locked, Blender's handlers may change data (its handlers' note on
+            # altering data): the render itself is made all in focus, so its own passes serve the
+            # nodes, and the camera is given back at the end. Unlocked, the follow-up renders again.
+            job.pinhole = scene.camera.data.name_full
+            scene.camera.data.dof.use_dof = False
+            job.blurred = False
         with _lock:
-            _threaded[scene.name] = ThreadedRender(scene.name, reads_layers and _camera_blurs(scene))
+            _threaded[scene.name] = job
         return
     finish_render(scene)
     session = _sessions[scene.name] = RenderSession()
@@ -181,9 +193,15 @@ def _end(scene: bpy.types.Scene, cancelled: bool) -> None:
     if in_render_thread():
         with _lock:
             job = _threaded.pop(scene.name, None)
-            if job is not None:
-                job.cancelled = cancelled
-                _finished.append(job)
+        if job is None:
+            return
+        if job.pinhole:
+            camera = bpy.data.cameras.get(job.pinhole)
+            if camera is not None:
+                camera.dof.use_dof = True
+        job.cancelled = cancelled
+        with _lock:
+            _finished.append(job)
         return
     finish_render(scene)
 

@@ -178,6 +178,17 @@ def threaded(out: str) -> dict[str, Any]:
     result["camera_node"] = {"state": node.state, "message": node.message}
     result["leftovers"] = af._leftovers(scene.compositing_node_group)
 
+    # The same with Render > Lock Interface on: the render thread makes F12 itself all in focus.
+    scene.render.use_lock_interface = True
+    f12(scene)
+    result["locked_dof_after_render"] = scene.camera.data.dof.use_dof
+    before = len(RENDERS)
+    follow_up()
+    result["locked_after"] = render_result(scene, out_dir / "locked_after.exr")
+    result["locked_follow_up_cycles"] = _cycles_renders(before)
+    result["locked_node"] = {"state": node.state, "message": node.message}
+    scene.render.use_lock_interface = False
+
     # Ctrl+F12: each frame is written in the thread before the add-on could compute it; the add-on
     # says so (status bar, stderr) rather than computing a frame it can no longer write.
     scene.frame_start, scene.frame_end = 1, 2

@@ -115,3 +115,13 @@ def test_ctrl_f12_animation_says_its_frames_hold_the_last_results(threaded: dict
     assert threaded["animation_cycles_after"] == 0
     assert "Render Animation (Ctrl+F12) renders in a thread" in threaded["stderr"]
     assert "Render Animation with Refocus" in threaded["stderr"]
+
+
+def test_f12_with_the_interface_locked_renders_once_all_in_focus(threaded: dict[str, Any]) -> None:
+    # Lock Interface lets the render thread switch the camera's depth of field off for the render
+    # (and back): F12's own passes are all in focus, and no second render is needed.
+    assert threaded["locked_dof_after_render"] is True
+    assert threaded["locked_node"]["state"] == "DONE", threaded["locked_node"]
+    assert threaded["locked_follow_up_cycles"] == 0
+    lens = {**threaded["lens"], "focus_distance": 6.0}
+    assert float(np.abs(read_image(threaded["locked_after"]) - expected(threaded["passes"], lens)).max()) <= TOLERANCE
