@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", default=None, help="validation folder (split val): chooses the best step")
     p.add_argument("--out", required=True, help="weights file to write (.pt)")
     p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget: the schedule anneals by whichever of steps and minutes runs out first")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--crop", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     p.add_argument("--lr", type=float, default=2e-3)
@@ -91,42 +93,52 @@ def train(args: argparse.Namespace) -> dict:
     optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     warmup = max(1, min(100, args.steps // 10))
 
-    def schedule(step: int) -> float:  # linear warm-up, cosine decay to 2% of the rate
+    def progress(step: int) -> float:
+        done = step / args.steps
+        if args.minutes:
+            done = max(done, (time.monotonic() - start) / (60.0 * args.minutes))
+        return min(done, 1.0)
+
+    def rate(step: int) -> float:  # linear warm-up, cosine decay to 2% of the rate
         if step < warmup:
             return (step + 1) / warmup
-        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, args.steps - warmup)))
+        return 0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress(step)))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, schedule)
     loader = DataLoader(data, batch_size=args.batch, shuffle=True, drop_last=len(data) >= args.batch,
                         generator=torch.Generator().manual_seed(args.seed))
     best = {"step": 0, "val": None}
     best_state = copy.deepcopy(model.state_dict())
     history, step, start, running = [], 0, time.monotonic(), {}
-    while step < args.steps:
+    finished = False
+    for group in optimiser.param_groups:
+        group["lr"] = args.lr * rate(0)
+    while not finished:
         for batch in loader:
             output = model(batch["image"])
             loss, terms = mono_loss(output, batch["inverse_depth"], batch["mask"], weights)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            scheduler.step()
             step += 1
+            finished = progress(step) >= 1.0
+            for group in optimiser.param_groups:
+                group["lr"] = args.lr * rate(step)
             for k, v in {"loss": float(loss.detach()), **terms}.items():
                 running[k] = running.get(k, 0.0) + v
-            if step % args.log_every == 0 or step == args.steps:
+            if step % args.log_every == 0 or finished:
                 n = args.log_every if step % args.log_every == 0 else step % args.log_every
                 means = {k: v / n for k, v in running.items()}
                 history.append({"step": step, **means})
                 running = {}
-                print(f"step {step}/{args.steps} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
+                print(f"step {step} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
                       + f" ({time.monotonic() - start:.0f} s)", flush=True)
-            if val is not None and (step % args.eval_every == 0 or step == args.steps):
+            if val is not None and (step % args.eval_every == 0 or finished):
                 metrics = evaluate_folder(model, val)
                 print(f"  val step {step}: " + " ".join(f"{k} {v:.4f}" for k, v in metrics.items()), flush=True)
                 if best["val"] is None or metrics["absrel"] < best["val"]["absrel"]:
                     best = {"step": step, "val": metrics}
                     best_state = copy.deepcopy(model.state_dict())
-            if step >= args.steps:
+            if finished:
                 break
     if val is None:
         best = {"step": step, "val": None}
@@ -134,7 +146,8 @@ def train(args: argparse.Namespace) -> dict:
     model.load_state_dict(best_state)
     meta = {
         "command": "python -m models.mono.train " + " ".join(sys.argv[1:]),
-        "config_name": args.config, "loss": weights.to_dict(), "steps": args.steps, "best_step": best["step"],
+        "config_name": args.config, "loss": weights.to_dict(), "steps": step, "max_steps": args.steps,
+        "minutes": args.minutes, "best_step": best["step"],
         "val": best["val"], "batch": args.batch, "crop": list(args.crop), "lr": args.lr, "seed": args.seed,
         "train_samples": len(data), "train_data": str(args.data), "val_data": str(args.val) if args.val else None,
         "seconds": round(time.monotonic() - start, 1), "history": history,
