@@ -17,14 +17,14 @@ _LUMA = (0.2126, 0.7152, 0.0722)
 
 
 def highlight_weight(image: torch.Tensor, threshold: float, knee: float = 0.2) -> torch.Tensor:
-    """(B, 1, H, W) in [0, 1]: 0 at or below ``threshold`` luminance, 1 from ``threshold * (1 + knee)``,
+    """(B, 1, H, W) in [0, 1]: 1 at or above ``threshold`` luminance, 0 below ``threshold * (1 - knee)``,
     smoothstep between. ``image`` (B, C, H, W) scene-linear; one channel counts as luminance."""
     if image.shape[1] >= 3:
         luma = sum(w * image[:, i:i + 1] for i, w in enumerate(_LUMA))
     else:
         luma = image[:, :1]
     width = max(threshold * knee, 1e-6)
-    t = ((luma - threshold) / width).clamp(0.0, 1.0)
+    t = ((luma - (threshold - width)) / width).clamp(0.0, 1.0)
     return t * t * (3.0 - 2.0 * t)
 
 
@@ -35,7 +35,8 @@ def boost_highlights(image: torch.Tensor, threshold: float = 0.9, gain: float = 
         image: (B, C, H, W) scene-linear; with 4 channels the 4th (alpha) is left alone.
         threshold: luminance above which a pixel is a highlight (LDR input: just under 1).
         gain: energy factor given to full highlights, >= 1 brightens (e.g. 4-20 for street lights).
-        knee: the boost ramps in over ``threshold * knee`` of luminance above the threshold.
+        knee: the boost ramps in over ``threshold * knee`` of luminance below the threshold, so that
+            a clipped specular (1.0) is fully boosted with a threshold just under 1.
 
     Returns:
         (B, C, H, W) scene-linear.
