@@ -114,7 +114,7 @@ def test_banded_depth_from_focus_equals_the_whole_frame(noise_floor):
     images, distances = focal_slices(), [0.5, 1.0, 2.0]
     whole = depth_from_focus(torch.stack([torch.from_numpy(s.transpose(2, 0, 1).copy()) for s in images]),
                              distances, noise_floor=noise_floor)
-    store = SliceStore(3, 120, 160, 3)
+    store = SliceStore(3, 120, 160, 3, measure_noise=True)
     for i, s in enumerate(images):
         store.put(i, s)
     calls = []

@@ -28,14 +28,18 @@ import torch
 
 from ..colour import linear_to_srgb
 from ..errors import check
-from .depth_from_focus import (_TINY, ML_NOISE, FocusMeasure, FocusResult, default_radius, filtered_focus_volume,
-                               inverse_to_metres, refine_peak, spread_over)
-from .focus_measures import luminance
+from .depth_from_focus import (_TINY, ML_NOISE, FocusMeasure, FocusResult, default_radius, inverse_to_metres,
+                               refine_peak, spread_over)
+from .focus_measures import focus_measure, luminance
+from .guided_filter import guided_filter
 from .slices import check_focus_distances, depth_from_dioptres, dioptres
 
 IN_MEMORY_BYTES = 1536 * 2**20  # slices up to this size stay in memory (float32), larger go to disk (float16)
-BAND_BYTES = 640 * 2**20  # working set of one band
-BYTES_PER_SLICE_PIXEL = 48  # float32 slice, luminance, raw and filtered volume, weights, products
+BAND_BYTES = 1024 * 2**20  # working set of one band
+# Per pixel of a band: the guided filter's temporaries for one slice at a time (~60 bytes), and per
+# slice its luminance, filtered focus measure and weight (12 bytes).
+BAND_BYTES_PER_PIXEL = 60
+BAND_BYTES_PER_SLICE_PIXEL = 12
 
 
 class SliceStore:
@@ -46,10 +50,12 @@ class SliceStore:
     """
 
     def __init__(self, count: int, height: int, width: int, channels: int,
-                 in_memory_bytes: int = IN_MEMORY_BYTES, folder: str | None = None) -> None:
+                 in_memory_bytes: int | None = None, folder: str | None = None, measure_noise: bool = False) -> None:
         check(count >= 1 and height >= 1 and width >= 1 and channels >= 1, "a slice store needs a size")
         self.shape = (count, height, width, channels)
-        self.on_disk = count * height * width * channels * 4 > in_memory_bytes
+        budget = IN_MEMORY_BYTES if in_memory_bytes is None else in_memory_bytes
+        self.on_disk = count * height * width * channels * 4 > budget
+        self.measure_noise = measure_noise  # only the noise floor needs it (a full-frame luminance per slice)
         self.dtype = np.dtype(np.float16 if self.on_disk else np.float32)
         self._slices: list[np.ndarray | None] = [None] * count
         self._file = tempfile.TemporaryFile(dir=folder, prefix=".refocus-slices-") if self.on_disk else None
@@ -72,14 +78,15 @@ class SliceStore:
         return h * w * c * self.dtype.itemsize
 
     def put(self, index: int, image: np.ndarray) -> None:
-        """Store slice ``index`` (H, W, C) scene-linear, and measure its noise level on the way."""
-        from .noise import noise_sigma
-
+        """Store slice ``index`` (H, W, C) scene-linear (and with ``measure_noise`` its noise level)."""
         _, h, w, c = self.shape
         check(image.shape == (h, w, c), f"slice {index} is {image.shape}, the store holds {(h, w, c)}")
-        grey = linear_to_srgb(luminance(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]))
-        self.noise[index] = float(noise_sigma(grey)[0])
-        del grey
+        if self.measure_noise:
+            from .noise import noise_sigma
+
+            grey = linear_to_srgb(luminance(torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]))
+            self.noise[index] = float(noise_sigma(grey)[0])
+            del grey
         if self._file is None:
             self._slices[index] = np.ascontiguousarray(image, dtype=np.float32)
             return
@@ -99,10 +106,9 @@ class SliceStore:
         data = np.frombuffer(self._file.read((y1 - y0) * row), dtype=self.dtype)
         return data.reshape(y1 - y0, w, c).astype(np.float32)
 
-    def band(self, y0: int, y1: int, order: Sequence[int]) -> torch.Tensor:
-        """Rows ``y0:y1`` of every slice in ``order``: (N, C, rows, W) float32."""
-        return torch.stack([torch.from_numpy(np.ascontiguousarray(self.rows(i, y0, y1).transpose(2, 0, 1)))
-                            for i in order])
+    def band(self, index: int, y0: int, y1: int) -> torch.Tensor:
+        """Rows ``y0:y1`` of slice ``index``: (1, C, rows, W) float32."""
+        return torch.from_numpy(np.ascontiguousarray(self.rows(index, y0, y1).transpose(2, 0, 1)))[None]
 
 
 def halo_rows(window: int, radius: int) -> int:
@@ -112,10 +118,11 @@ def halo_rows(window: int, radius: int) -> int:
 
 def band_rows(count: int, width: int, halo: int, budget_bytes: int | None = None) -> int:
     """Rows per band (without halo) so that a band of ``count`` slices fits ``budget_bytes``
-    (default :data:`BAND_BYTES`)."""
+    (default :data:`BAND_BYTES`); at least the halo, so the overlap never more than triples the work."""
     budget = BAND_BYTES if budget_bytes is None else budget_bytes
-    rows = budget // max(1, count * width * BYTES_PER_SLICE_PIXEL) - 2 * halo
-    return max(64, int(rows))
+    per_row = width * (BAND_BYTES_PER_PIXEL + count * BAND_BYTES_PER_SLICE_PIXEL)
+    rows = budget // max(1, per_row) - 2 * halo
+    return max(64, halo, int(rows))
 
 
 def _bands(height: int, rows: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
@@ -149,6 +156,7 @@ def depth_from_focus_banded(
     n, h, w, c = store.shape
     check(n >= 2, f"a focal stack needs at least 2 slices, got {n}")
     check(window >= 1, f"focus window must be at least 1 pixel, got {window}")
+    check(noise_floor <= 0 or store.measure_noise, "a noise floor needs a SliceStore made with measure_noise=True")
     if focus_distances is not None:
         inv = dioptres(check_focus_distances(focus_distances, n))
         order = torch.argsort(inv)
@@ -175,13 +183,25 @@ def depth_from_focus_banded(
     peak_map = torch.empty(1, 1, h, w)
     pos = positions.to(torch.float32)
     bands = list(_bands(h, rows, halo))
+    ordered = order.tolist()
     for i, (y0, y1, a, b) in enumerate(bands):
-        slices = store.band(a, b, order.tolist())
-        _, volume = filtered_focus_volume(slices, measure, window, r, eps)
+        keep = slice(y0 - a, y1 - a)
+        # filtered_focus_volume one slice at a time: the guided filter is per slice (the slices are
+        # its channels), so only the guide, the mean luminance of all slices, needs them together.
+        greys = [linear_to_srgb(luminance(store.band(k, a, b))) for k in ordered]
+        guide = torch.stack(greys).mean(dim=0)
+        planes = []
+        for k in range(n):
+            raw = focus_measure(greys[k], measure, window)
+            greys[k] = None  # type: ignore[call-overload]
+            filtered = guided_filter(guide, raw, r, eps).clamp_min(0.0) if r > 0 else raw
+            planes.append(filtered[..., keep, :])
+            del raw, filtered
+        del guide, greys
+        volume = torch.cat(planes)  # (N, 1, rows, W)
+        del planes
         if floor is not None:
             volume = (volume - floor).clamp_min(0.0) + floor
-        keep = slice(y0 - a, y1 - a)
-        volume, slices = volume[..., keep, :], slices[..., keep, :]
         refined, _ = refine_peak(volume, pos)
         weights = torch.softmax(sharpness * volume.clamp_min(_TINY).log(), dim=0)
         depth[..., y0:y1, :] = depth_from_dioptres(refined) if focus_distances is not None else refined
@@ -189,11 +209,14 @@ def depth_from_focus_banded(
             spread = spread_over(weights, pos, refined)
             spread_map[..., y0:y1, :] = spread
             spread_metres[..., y0:y1, :] = inverse_to_metres(spread, refined) if focus_distances is not None else spread
-        aif[..., y0:y1, :] = (weights * slices).sum(dim=0, keepdim=True)
+        blend = aif[..., y0:y1, :]
+        blend.zero_()
+        for j, k in enumerate(ordered):  # the all-in-focus blend, one slice's rows at a time
+            blend += weights[j:j + 1] * store.band(k, y0, y1)
         peak = volume.max(dim=0, keepdim=True).values
         prominence[..., y0:y1, :] = (peak - volume.mean(dim=0, keepdim=True)) / peak.clamp_min(_TINY)
         peak_map[..., y0:y1, :] = peak
-        del slices, volume, weights
+        del volume, weights
         if progress is not None:
             progress(i + 1, len(bands))
     # The texture scale of core.focal_stack.depth_from_focus.confidence_map, from the whole frame.
@@ -213,7 +236,8 @@ def depth_from_focus_banded(
 def stored_slices(images: Sequence[np.ndarray], folder: str | None = None) -> Iterator[SliceStore]:
     """A :class:`SliceStore` holding ``images`` (a convenience for tests and small stacks)."""
     first = images[0]
-    with SliceStore(len(images), first.shape[0], first.shape[1], first.shape[2], folder=folder) as store:
+    with SliceStore(len(images), first.shape[0], first.shape[1], first.shape[2], folder=folder,
+                    measure_noise=True) as store:
         for i, image in enumerate(images):
             store.put(i, image)
         yield store
@@ -221,8 +245,8 @@ def stored_slices(images: Sequence[np.ndarray], folder: str | None = None) -> It
 
 def estimate_bytes(count: int, height: int, width: int, channels: int) -> int:
     """Peak memory of :func:`depth_from_focus_banded` and its outputs, bytes (a planning figure)."""
-    outputs = height * width * (channels + 6) * 4  # depth, aif, confidence, uncertainty, spread, peaks
+    outputs = height * width * (channels * 4 + 4 + 4 + 2)  # all-in-focus, depth, peak/confidence, prominence
     store = count * height * width * channels * 4
     if store > IN_MEMORY_BYTES:
         store = 0
-    return outputs + store + BAND_BYTES + height * width * 8  # + one slice's noise measurement
+    return outputs + store + BAND_BYTES
