@@ -11,7 +11,7 @@ Modules, in the order a stack goes through them:
 * :mod:`.deconvolution`: layered multi-frame Wiener all-in-focus; :mod:`.noise`: the
   Poisson-Gaussian sensor model.
 * :mod:`.metrics`: the field's depth and all-in-focus metrics; :mod:`.video`: focus-sweep video to
-  per-frame stacks; :mod:`.synthetic`: exact stacks rendered with layered defocus.
+  per-frame stacks and video depth from defocus (temporal fusion, layered Wiener all-in-focus); :mod:`.synthetic`: exact stacks rendered with layered defocus.
 """
 
 from .alignment import Alignment, align_stack, breathing_scales
