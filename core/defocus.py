@@ -426,12 +426,12 @@ def layered_defocus(
         if parts.count:
             bi, yi, xi = parts.index.unbind(1)
             cover = parts.cover.to(image.dtype)[:, None]
-            ext[bi, :, yi, xi] = torch.cat([parts.near_colour.to(image.dtype) * cover, cover], dim=1)
+            ext[bi, :, yi, xi] = torch.cat([parts.near_colour.to(image.dtype), cover], dim=1)
             coc1 = coc.clone()
             coc1[bi, 0, yi, xi] = parts.near_coc.to(coc.dtype)
             keep = cover[:, 0] < 1.0
             far = (bi[keep], yi[keep], xi[keep], parts.far_coc[keep].to(coc.dtype),
-                   torch.cat([parts.far_colour.to(image.dtype) * (1.0 - cover), 1.0 - cover], dim=1)[keep])
+                   torch.cat([parts.far_colour.to(image.dtype), 1.0 - cover], dim=1)[keep])
     with torch.no_grad():
         c_min, c_max = float(coc1.min()), float(coc1.max())
         if far is not None and far[3].numel():

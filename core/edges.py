@@ -12,7 +12,8 @@ nearby pixels that are clearly on either side (a local two-colour model, as in c
 matting). The pixel's coverage ``a`` is the projection of its colour on the line from B to F.
 Each part then joins the layer of its own depth: the near part ``a (F + r)`` at the nearest CoC in
 the pixel's neighbourhood, the far part ``(1 - a) (B + r)`` at the farthest, with ``r`` the
-residual that keeps the sum equal to the input pixel exactly.
+residual that keeps the sum equal to the input pixel exactly (texture the two-colour model misses;
+measured, sharing it this way beats giving it all to the sharper part).
 
 All colours are scene-linear; CoC in signed pixels (:mod:`core.optics`). Works on any torch device.
 """
@@ -33,8 +34,8 @@ class SplitPixels:
     Attributes:
         index: (n, 3) long, (batch, row, column) of each pixel.
         cover: (n,) coverage of the near surface, in [0, 1].
-        near_colour, far_colour: (n, C) scene-linear colours of the two parts (not premultiplied);
-            ``cover * near + (1 - cover) * far`` is the input pixel.
+        near_colour, far_colour: (n, C) scene-linear colours of the two parts, premultiplied by
+            their weights (``cover``, ``1 - cover``): ``near + far`` is the input pixel.
         near_coc, far_coc: (n,) signed CoC of the two parts, pixels.
     """
 
@@ -60,11 +61,14 @@ class EdgeSplit:
             jumps blur alike on both sides and are left alone.
         radius: half-size of the window the near and far colours are taken from, pixels.
         snap: coverages within this of 0 or 1 are taken as pure (texture, not a mixture).
+        fit: largest distance of a pixel's colour from the line between B and F, as a fraction
+            of the line's length, for it to count as a mixture of the two.
     """
 
     jump_px: float = 2.0
     radius: int = 1
     snap: float = 0.1
+    fit: float = 0.1
 
     def __post_init__(self) -> None:
         check(self.jump_px > 0.0, f"the edge jump must be positive, got {self.jump_px}")
@@ -151,10 +155,13 @@ def split_edges(image: torch.Tensor, coc: torch.Tensor, settings: EdgeSplit = Ed
         distinct = length2 > 0.01 * scale2 + 1e-8
         snap = settings.snap
         cov = ((cov - snap) / (1.0 - 2.0 * snap)).clamp(0.0, 1.0)
-        cov = torch.where(distinct & has_fg & has_bg, cov, own)
         residual = pixel - (cov[:, None] * fg + (1.0 - cov[:, None]) * bg)
-        near_colour, far_colour = fg + residual, bg + residual
+        # A pixel far off the line from B to F is texture, not a mixture of the two: keep the Z pass.
+        fits = (residual * residual).sum(1) <= (settings.fit * settings.fit) * length2
+        cov = torch.where(distinct & has_fg & has_bg & fits, cov, own)
+        residual = pixel - (cov[:, None] * fg + (1.0 - cov[:, None]) * bg)
+        near_colour, far_colour = cov[:, None] * (fg + residual), (1.0 - cov[:, None]) * (bg + residual)
         # A pure pixel keeps its own colour exactly on its one side.
-        near_colour = torch.where((cov >= 1.0)[:, None], pixel, near_colour)
-        far_colour = torch.where((cov <= 0.0)[:, None], pixel, far_colour)
+        near_colour = torch.where((cov >= 1.0)[:, None], pixel, torch.where((cov <= 0.0)[:, None], 0.0, near_colour))
+        far_colour = torch.where((cov <= 0.0)[:, None], pixel, torch.where((cov >= 1.0)[:, None], 0.0, far_colour))
     return SplitPixels(index[:, [0, 2, 3]], cov, near_colour, far_colour, near_at, far_at)
