@@ -380,7 +380,8 @@ def test_stereo_parameters_out_of_range(files, capsys, out, extra, match):
     refused(stereo(files["left.png"], files["right.png"], out / "d.pfm", *extra), capsys, out, match=match)
 
 
-@pytest.mark.parametrize("extra,match", [(["--window", "100001"], "window"), (["--device", "bogus"], "unknown device")])
+@pytest.mark.parametrize("extra,match", [(["--window", "100001"], "window"), (["--device", "bogus"], "unknown device"),
+                                         (["--method", "physical", "--focal-length", "50"], "needs the camera")])
 def test_focal_stack_parameters_out_of_range(files, capsys, out, extra, match):
     refused(focal(slices(files), out / "d.exr", out / "a.png", *extra), capsys, out, match=match)
 
