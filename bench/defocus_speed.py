@@ -15,7 +15,8 @@ blurred near foreground) is then refocused
   one run: upload, node, EXR write.
 
 Printed per lens: both wall times and their ratio, and both process CPU times and their ratio (the
-fair figure on a shared machine: wall time there depends on what else runs). Then core at 4K in a
+fair figure on a shared machine: wall time there depends on what else runs; run with ``--threads 1``
+so that core's CPU time holds no OpenMP spin-waiting). Then core at 4K in a
 fresh process (time and peak memory), the fast preview's PSNR cost against the full render, PSNR
 against Cycles' depth of field for the lens it was rendered with, and GPU milliseconds where a CUDA
 or MPS device is present.
@@ -178,9 +179,11 @@ def child_4k(argv: list[str]) -> None:
                       "peak_gib": peak_rss_gib(), "start_gib": before}))
 
 
-def measure_4k(argv: list[str]) -> dict[str, float]:
-    result = subprocess.run([sys.executable, "-m", "bench.defocus_speed", "--child-4k", json.dumps(argv)],
-                            capture_output=True, text=True, check=True)
+def measure_4k(argv: list[str], threads: int | None = None) -> dict[str, float]:
+    command = [sys.executable, "-m", "bench.defocus_speed", "--child-4k", json.dumps(argv)]
+    if threads:
+        command += ["--threads", str(threads)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -221,8 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node-4k", nargs="*", default=[], choices=sorted(LENSES),
                    help="also time Blender's node at 4K for these lenses (minutes each)")
     p.add_argument("--gpu-only", action="store_true", help="only the GPU timings (no Blender needed)")
+    p.add_argument("--threads", type=int, help="core's torch threads (default: torch's own); 1 gives core's CPU "
+                                                "time without OpenMP's spin-waiting on a busy machine")
     p.add_argument("--child-4k", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child_4k:
         child_4k(json.loads(args.child_4k))
         return 0
@@ -267,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"lowest ratio: wall {wall_min:.1f}x, CPU {cpu_min:.1f}x (target >= {TARGET_RATIO:g}x: wall {verdict(wall_min)}, "
           f"CPU {verdict(cpu_min)}; goal {GOAL_RATIO:g}x)")
 
-    m = measure_4k(cli_args(*files[SIZE_4K], RENDER_LENS, folder / "core4k.exr"))
+    m = measure_4k(cli_args(*files[SIZE_4K], RENDER_LENS, folder / "core4k.exr"), args.threads)
     print(f"core at 3840x2160, {'f2-3m'} (command line, fresh process): {m['seconds']:.2f} s wall, {m['cpu_seconds']:.2f} s CPU, "
           f"peak memory {m['peak_gib']:.2f} GiB (target <= {TARGET_4K_S:g} s: {'MET' if m['seconds'] <= TARGET_4K_S else 'NOT MET'})",
           flush=True)

@@ -196,8 +196,14 @@ def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alp
             values, rows, cols = extra
             flat = torch.cat([flat, values.detach().to(flat.dtype)])
             tile = torch.cat([tile, (rows // _TILE) * tw + cols // _TILE])
-        first = torch.searchsorted(hi.contiguous(), flat, right=False)  # first layer whose support ends at or after c
-        last = torch.searchsorted(lo.contiguous(), flat, right=True) - 1  # last layer whose support starts before c
+        if kind == "linear":
+            # Hat masks: c in (C[j-1], C[j]] lies in layers j-1 and j (only j when c == C[j]); one search.
+            centres = torch.tensor([l.centre for l in reversed(layers)], device=c.device, dtype=c.dtype)
+            last = torch.searchsorted(centres, flat, right=False).clamp_max(count - 1)
+            first = (last - 1 + (flat >= centres[last]).to(last.dtype)).clamp_min(0)
+        else:
+            first = torch.searchsorted(hi.contiguous(), flat, right=False)  # first layer whose support ends at or after c
+            last = torch.searchsorted(lo.contiguous(), flat, right=True) - 1  # last layer whose support starts before c
         occupancy = torch.zeros(count * th * tw, dtype=c.dtype, device=c.device)
         spread = int((last - first).max()) if flat.numel() else 0
         for offset in range(spread + 1):
