@@ -12,13 +12,20 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from .camera import active_camera
 from .errors import RefocusError
 from . import contract
+from .node_focus_track import _DIGITS, _source, frame_file
 from .nodes import FrameContext, RefocusNode, request_update
 
 MAX_SLICES = 8
 METHODS = (("CLASSICAL", "Classical", "Depth from focus: a focus measure per slice, sub-slice fit, guided filter"),
+           ("PHYSICAL", "Physical", "Depth from the camera's own blur (focal length, f-stop, sensor width); in Video "
+                                    "mode fused over the frames"),
            ("LEARNED", "Learned", "FocalStackNet with the shipped weights (models/weights/dff_guided.pt)"))
+MODES = (("STACK", "Stack", "One slice per Slice input"),
+         ("VIDEO", "Video", "A focus sweep: one movie or image sequence on Slice 1, depth for the frame shown"))
 FOCUS_SOURCES = (("LIST", "List", "Focus distances typed in the node, metres, comma separated"),
-                 ("FILE", "File", "A text file of focus distances, metres, one per line (or comma separated)"),
+                 ("FILE", "File", "A text file of focus distances, metres, one per line (or comma separated); "
+                                  "Video: one per frame or 'FRAME METRES' pairs (frames from 0), interpolated in "
+                                  "dioptres"),
                  ("CAMERA", "Camera", "The scene camera's focus distance at the frame each slice's Image node shows "
                                       "(a focus sweep rendered from this scene)"))
 ALIGNMENTS = (
@@ -56,6 +63,17 @@ class FocalStackDepthNode(RefocusNode):
     as a fractional slice index. The focal length (the scene camera's or the node's) lets the
     worker undo focus breathing (Align Auto).
 
+    Video mode: one input, Slice 1, fed by an Image node showing a movie or an image sequence, or by
+    a Movie Clip node: a focus sweep. As the Focus Track node does, the node sends the whole clip by
+    path (the files the source shows over its frames, or the movie) and the clip frame shown at the
+    scene frame; the worker runs the video pipeline once for the clip (each frame's focus ramp, and
+    for the physical method temporal fusion and Wiener all-in-focus frames) and answers every frame
+    from its cache. Focus distances: one per clip frame (List), a file as ``--focus-file`` takes
+    (File: one per frame, or sparse 'FRAME METRES' pairs, frames from 0), or the camera's
+    ``dof.focus_distance`` at each clip frame (Camera: a sequence's file numbers are scene frames, a
+    movie's frame k is the scene's start frame + k). Equals ``python -m core focal-stack-depth
+    --stack F0 F1 ... (or MOVIE) --focus-file FILE --frame all`` at the frame shown.
+
     Equals ``python -m core focal-stack-depth --stack S1 S2 ... --focus-distances D1 D2 ...
     --focal-length F --depth D --aif A --confidence C`` on the pixels linked to the slices, with
     the node's method and alignment. The learned method needs FocalStackNet weights in
@@ -69,6 +87,7 @@ class FocalStackDepthNode(RefocusNode):
     op = "focal_stack_depth"
     INPUTS, OUTPUTS = contract.sockets(op)
 
+    mode: EnumProperty(name="Mode", items=MODES, default="STACK", update=_update_slices)
     method: EnumProperty(name="Method", items=METHODS, default="CLASSICAL", update=request_update)
     slices: IntProperty(name="Slices", default=5, min=2, max=MAX_SLICES, update=_update_slices,
                         description="Slice inputs shown (linked ones always show)")
@@ -84,6 +103,11 @@ class FocalStackDepthNode(RefocusNode):
                                 update=request_update,
                                 description="Lens focal length, millimetres: sets how much focus breathing "
                                             "to undo")
+    f_stop: FloatProperty(name="F-Stop", default=2.8, min=0.1, soft_max=64.0, step=10, precision=1,
+                          update=request_update, description="Aperture f-number (the physical method)")
+    sensor_width: FloatProperty(name="Sensor Width", default=36.0, min=1.0, soft_max=100.0, unit="CAMERA",
+                                update=request_update, description="Sensor width, millimetres (the physical "
+                                                                   "method)")
     align: EnumProperty(name="Align", items=ALIGNMENTS, default="AUTO", update=request_update)
 
     def init(self, context: bpy.types.Context) -> None:
@@ -92,8 +116,9 @@ class FocalStackDepthNode(RefocusNode):
 
     def show_slice_sockets(self) -> None:
         """Show the first ``slices`` Slice inputs and hide the others (Blender keeps linked ones shown)."""
+        shown = 1 if self.mode == "VIDEO" else self.slices
         for k, socket in enumerate(self.inputs):
-            socket.hide = k >= self.slices and not socket.is_linked
+            socket.hide = k >= shown and not socket.is_linked
 
     def distances(self, ctx: FrameContext) -> list[float] | None:
         """The focus distances in metres, in slice order; ``None`` when none are given."""
@@ -108,26 +133,108 @@ class FocalStackDepthNode(RefocusNode):
             return parse_distances(path.read_text(encoding="utf-8"), str(path)) or None
         return parse_distances(self.focus_distances, "Focus Distances") or None
 
+    def lens(self, ctx: FrameContext) -> dict[str, Any]:
+        """Focal length (always), f-stop and sensor width (the physical method), the scene camera's or the node's."""
+        data = active_camera(ctx.scene, ctx.depsgraph, "the focal length")[1] if self.use_scene_camera else None
+        out: dict[str, Any] = {"focal_length_mm": float(data.lens) if data is not None else self.focal_length}
+        if self.method == "PHYSICAL":
+            out["f_stop"] = float(data.dof.aperture_fstop) if data is not None else self.f_stop
+            out["sensor_width_mm"] = float(data.sensor_width) if data is not None else self.sensor_width
+        return out
+
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
+        if self.mode == "VIDEO":
+            return self.video_parameters(ctx)
         linked = [k for k, socket in enumerate(self.inputs) if socket.is_linked]
         if linked and linked[-1] + 1 != len(linked):
             gap = next(k for k in range(len(linked)) if k not in linked)
             raise RefocusError(f"Slice {gap + 1} is not connected but Slice {linked[-1] + 1} is; connect the slices "
                                "in order, from Slice 1")
-        if self.use_scene_camera:
-            focal_length = float(active_camera(ctx.scene, ctx.depsgraph, "the focal length")[1].lens)
-        else:
-            focal_length = self.focal_length
-        return {"method": self.method.lower(), "focus_distances_m": self.distances(ctx),
-                "focal_length_mm": focal_length, "align": self.align.lower(), "device": ctx.device}
+        return {"method": self.method.lower(), "focus_distances_m": self.distances(ctx), **self.lens(ctx),
+                "align": self.align.lower(), "device": ctx.device}
 
-    def camera_distances(self, ctx: FrameContext) -> list[float]:
-        """The scene camera's focus distance at the frame each linked slice shows (class doc)."""
+    # ------------------------------------------------------------------------------ video mode
+    def clip(self, ctx: FrameContext) -> tuple[list[str], int, list[int]]:
+        """The focus sweep on Slice 1 by path: the files (or the one movie), the clip frame shown at
+        the scene frame (0-based), and each clip frame's scene frame for the camera's focus (class doc)."""
+        for socket in list(self.inputs)[1:]:
+            if socket.is_linked:
+                raise RefocusError(f"Video mode reads one clip, on Slice 1; disconnect {socket.name}")
+        source = _source(self.inputs[0])
+        if source is None:
+            raise RefocusError("Video mode: connect Slice 1 to an Image node showing the focus sweep (a movie or "
+                               "an image sequence) or to a Movie Clip node")
+        node, socket = source
+        if node.bl_idname == "CompositorNodeImage":
+            image = node.image
+            if image is None:
+                raise RefocusError("Slice 1's Image node has no image")
+            if image.source not in {"SEQUENCE", "MOVIE"}:
+                raise RefocusError(f"Video mode needs a movie or an image sequence, but Slice 1 shows "
+                                   f"{'a still image' if image.source == 'FILE' else image.source.lower()} "
+                                   f"('{image.name}'); set the image's source to Image Sequence or Movie, or use "
+                                   "Mode: Stack")
+            if image.type == "MULTILAYER":
+                raise RefocusError(f"Video mode reads one image per frame; '{image.name}' is a multilayer EXR "
+                                   "(save the sweep's Combined pass as plain EXR or PNG files)")
+            movie = image.source == "MOVIE"
+            start, duration = node.frame_start, (image.frame_duration if movie else node.frame_duration)
+        elif node.bl_idname == "CompositorNodeMovieClip":
+            if node.clip is None:
+                raise RefocusError("Slice 1's Movie Clip node has no clip")
+            movie = node.clip.source == "MOVIE"
+            start, duration = node.clip.frame_start, node.clip.frame_duration
+        else:
+            raise RefocusError(f"Video mode reads the clip from files, but Slice 1 comes from a {node.bl_label} "
+                               "node, which gives one frame at a time; feed it from an Image node (a movie or an "
+                               "image sequence) or a Movie Clip node")
+        if duration < 2:
+            raise RefocusError(f"the clip on Slice 1 has {duration} frame(s); a focus sweep needs at least 2 "
+                               "(set the Image node's Frames)")
+        shown = frame_file(node, socket, ctx.frame, "Slice 1")
+        if movie:
+            first_scene = ctx.scene.frame_start
+            return [shown["video"]], int(shown["video_frame"]), [first_scene + k for k in range(duration)]
+        paths = [frame_file(node, socket, start + k, "Slice 1")["path"] for k in range(duration)]
+        if shown["path"] not in paths:
+            raise RefocusError(f"at frame {ctx.frame} Slice 1 shows no frame of its clip (scene frames {start}-"
+                               f"{start + duration - 1})")
+        numbers = []
+        for path in paths:
+            match = _DIGITS.search(Path(path).name)
+            numbers.append(int(match.group(1)) if match else 0)
+        return paths, paths.index(shown["path"]), numbers
+
+    def video_parameters(self, ctx: FrameContext) -> dict[str, Any]:
+        stack, index, scene_frames = self.clip(ctx)
+        params: dict[str, Any] = {"stack": stack, "frame": str(index), "method": self.method.lower(),
+                                  **self.lens(ctx), "align": self.align.lower(), "device": ctx.device}
+        if self.focus_source == "CAMERA":
+            camera = self.focus_camera(ctx)
+            params["focus_distances_m"] = [focus_distance_at(camera.data, f) for f in scene_frames]
+        elif self.focus_source == "FILE":
+            if not self.focus_file.strip():
+                raise RefocusError("choose a focus distance file, or type the distances (Focus Distances: List)")
+            path = Path(bpy.path.abspath(self.focus_file))
+            if not path.is_file():
+                raise RefocusError(f"focus distance file not found: {path}")
+            params["focus_file"] = str(path)  # read by the worker, as --focus-file (sparse pairs too)
+        else:
+            params["focus_distances_m"] = parse_distances(self.focus_distances, "Focus Distances") or None
+        return params
+
+    def focus_camera(self, ctx: FrameContext) -> bpy.types.Object:
+        """The scene camera whose ``dof.focus_distance`` Focus Distances 'Camera' reads."""
         camera, _ = active_camera(ctx.scene, ctx.depsgraph, "Focus Distances 'Camera'",
                                   "choose another source of focus distances")
         if camera.data.dof.focus_object is not None:
             raise RefocusError(f"camera '{camera.name}' focuses on object '{camera.data.dof.focus_object.name}'; "
                                "Focus Distances 'Camera' reads a focus distance (clear Focus on Object)")
+        return camera
+
+    def camera_distances(self, ctx: FrameContext) -> list[float]:
+        """The scene camera's focus distance at the frame each linked slice shows (class doc)."""
+        camera = self.focus_camera(ctx)
         out = []
         for k, socket in enumerate([x for x in self.inputs if x.is_linked]):
             source = upstream_node(socket)
@@ -143,15 +250,20 @@ class FocalStackDepthNode(RefocusNode):
         return out
 
     def draw_parameters(self, context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
+        layout.prop(self, "mode", expand=True)
         layout.prop(self, "method", text="")
-        layout.prop(self, "slices")
+        if self.mode == "STACK":
+            layout.prop(self, "slices")
         layout.prop(self, "focus_source", expand=True)
         if self.focus_source != "CAMERA":
             layout.prop(self, "focus_distances" if self.focus_source == "LIST" else "focus_file", text="")
         layout.prop(self, "use_scene_camera")
-        row = layout.row()
-        row.enabled = not self.use_scene_camera
-        row.prop(self, "focal_length")
+        col = layout.column(align=True)
+        col.enabled = not self.use_scene_camera
+        col.prop(self, "focal_length")
+        if self.method == "PHYSICAL":
+            col.prop(self, "f_stop")
+            col.prop(self, "sensor_width")
         layout.prop(self, "align")
 
 

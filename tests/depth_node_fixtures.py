@@ -23,6 +23,7 @@ import addon_fixtures as af
 SAMPLES = af.REPO / "blender_scenes" / "samples"
 STEREO_SAMPLE = SAMPLES / "stereo" / "000000"
 STACK_SAMPLE = SAMPLES / "defocusnet" / "000000"
+SWEEP_SAMPLE = SAMPLES / "sweep" / "000000"  # an 8-frame Cycles focus sweep, 128x96 (two focus ramps)
 MAX_DISPARITY = 32  # the sample's nearest pixels are 22 px apart; the default range (width / 8) is 16
 # Layered Defocus after Stereo Depth: on a 128 px frame even f/1.4 blurs by 3 px per dioptre at
 # most; f/0.5 focused at 1 m blurs the far background (up to 27 m) by about 8 px.
@@ -219,7 +220,63 @@ def focus_from_camera(scene: Any, tree: Any, node: Any, out_dir: Path, meta: dic
     return out
 
 
-SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (stereo, focal_stack)}
+def focal_video(out: str, focus_file: str, sparse_file: str, short_file: str, frames: list[int]) -> dict[str, Any]:
+    """The sweep sample as an image sequence (frame_000.exr shown at scene frame 1) on a Focal
+    Stack Depth node in Video mode, the physical method, the scene camera's lens: focus distances
+    from ``focus_file`` at scene ``frames``; from ``sparse_file`` ('FRAME METRES' pairs); from the
+    camera's keyframes (file number n = scene frame n); then ``short_file`` (a distance short),
+    then a still image on Slice 1 (errors on the node)."""
+    import bpy
+
+    out_dir = Path(out)
+    meta = sample(SWEEP_SAMPLE)
+    cam = meta["camera"]
+    scene = _bare_scene(cam["width"], cam["height"], cam["focal_length_mm"], cam["sensor_width_mm"])
+    camera = scene.camera.data
+    camera.dof.aperture_fstop = cam["f_stop"]
+    tree = af._tree(scene)
+    count = len(meta["frames"])
+    scene.frame_start, scene.frame_end = 1, count
+    source = tree.nodes.new("CompositorNodeImage")
+    source.image = bpy.data.images.load(str(SWEEP_SAMPLE / "frame_000.exr"), check_existing=False)
+    source.image.source = "SEQUENCE"
+    source.frame_duration, source.frame_start, source.frame_offset = count, 1, -1
+    node = tree.nodes.new("RefocusFocalStackDepthNode")
+    node.mode, node.method = "VIDEO", "PHYSICAL"
+    hidden = [s.hide for s in node.inputs]
+    tree.links.new(source.outputs["Image"], node.inputs["Slice 1"])
+    node.focus_source, node.focus_file = "FILE", focus_file
+    folders = {name: _save(tree, node.outputs[socket], out_dir / name, name, kind)
+               for name, socket, kind in (("depth", "Depth", "value"), ("aif", "All in Focus", "color"),
+                                          ("confidence", "Confidence", "value"))}
+    tree.links.new(node.outputs["All in Focus"], tree.nodes["Group Output"].inputs[0])
+
+    def render(name: str, frame: int) -> dict[str, Any]:
+        scene.frame_set(frame)
+        composite, seconds = _render(scene, out_dir / f"{name}.exr")
+        return {"composite": composite, "seconds": seconds, "frame": frame, **_node(tree, "Focal Stack Depth"),
+                "outputs": {key: _written(folder, f"{name}_{key}") for key, folder in folders.items()}}
+
+    result: dict[str, Any] = {"hidden": hidden, "file": [render(f"file_{f}", f) for f in frames]}
+    node.focus_file = sparse_file
+    result["sparse"] = render("sparse", frames[-1])
+    for k, distance in enumerate(meta["focus_distances"]):
+        camera.dof.focus_distance = distance
+        camera.keyframe_insert("dof.focus_distance", frame=k)  # file frame_00k.exr: frame k
+    camera.dof.focus_distance = 7.0
+    node.focus_source = "CAMERA"
+    result["camera"] = render("camera", frames[0])
+    node.focus_source, node.focus_file = "FILE", short_file
+    result["short"] = render("short", frames[0])
+    node.focus_file = focus_file
+    still = _image_node(tree, SWEEP_SAMPLE / "frame_002.exr")
+    tree.links.new(still.outputs["Image"], node.inputs["Slice 1"])
+    result["still"] = render("still", frames[0])
+    result["leftovers"] = af._leftovers(tree)
+    return result
+
+
+SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (stereo, focal_stack, focal_video)}
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from core.imageio import read_image, read_map, write_exr
 from core.optics import Lens
 from core.worker.ops import registry
 from core.worker.protocol import Job
-from depth_node_fixtures import (DEFOCUS_LENS, MAX_DISPARITY, STACK_SAMPLE, STEREO_SAMPLE, run_depth_session,
-                                 sample)
+from depth_node_fixtures import (DEFOCUS_LENS, MAX_DISPARITY, STACK_SAMPLE, STEREO_SAMPLE, SWEEP_SAMPLE,
+                                 run_depth_session, sample)
 
 pytestmark = pytest.mark.blender
 TOLERANCE = 1e-4
@@ -193,6 +193,85 @@ def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]
     """The shipped FocalStackNet (dff_guided.pt) through the node, against the command."""
     _assert_stack_equals_cli(stack["learned"], stack["cli_learned"])
     assert _max_diff(read_map(stack["learned"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
+
+
+# ------------------------------------------------------------------- focal stack: video mode
+VIDEO_FRAMES = [1, 4, 7]  # scene frames rendered: clip frames 0, 3 (a ramp's far end) and 6
+
+
+@pytest.fixture(scope="module")
+def video(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The sweep sample through the node in Video mode, and ``--frame all`` on the same files."""
+    out = tmp_path_factory.mktemp("video")
+    meta = sample(SWEEP_SAMPLE)
+    distances = meta["focus_distances"]
+    files = {"focus_file": out / "focus.txt", "sparse_file": out / "sparse.txt", "short_file": out / "short.txt"}
+    files["focus_file"].write_text("# metres, one per frame\n" + "\n".join(repr(d) for d in distances) + "\n")
+    turn = distances.index(max(distances))  # the far end: the sweep is even in dioptres between the ends
+    pairs = [(0, distances[0]), (turn, distances[turn]), (turn + 1, distances[turn + 1]),
+             (len(distances) - 1, distances[-1])]
+    files["sparse_file"].write_text("".join(f"{f} {d!r}\n" for f, d in pairs))
+    files["short_file"].write_text("\n".join(repr(d) for d in distances[:-1]) + "\n")
+    result = run_depth_session("focal_video", user_dir, out=str(out), frames=VIDEO_FRAMES,
+                               **{k: str(v) for k, v in files.items()})
+    cam = meta["camera"]
+    cli_dir = out / "cli"
+    cli_dir.mkdir()
+    code = cli(["focal-stack-depth", "--stack", *(str(SWEEP_SAMPLE / f["file"]) for f in meta["frames"]),
+                "--focus-file", str(files["focus_file"]), "--frame", "all", "--method", "physical",
+                "--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
+                "--sensor-width", _blender_float(cam["sensor_width_mm"]), "--depth", str(cli_dir / "depth_#.exr"),
+                "--aif", str(cli_dir / "aif_#.exr"), "--confidence", str(cli_dir / "confidence_#.exr"), "--quiet"])
+    assert code == 0
+    result["cli"] = {t: {name: str(cli_dir / f"{name}_{t}.exr") for name in ("depth", "aif", "confidence")}
+                     for t in range(len(meta["frames"]))}
+    # The camera's keyframes hold float32 distances: the command given those, at the frame rendered.
+    keyed = out / "keyed.txt"
+    keyed.write_text("\n".join(_blender_float(d) for d in distances) + "\n")
+    t = VIDEO_FRAMES[0] - 1
+    result["cli_camera"] = {name: str(cli_dir / f"camera_{name}.exr") for name in ("depth", "aif", "confidence")}
+    code = cli(["focal-stack-depth", "--stack", *(str(SWEEP_SAMPLE / f["file"]) for f in meta["frames"]),
+                "--focus-file", str(keyed), "--frame", str(t), "--method", "physical",
+                "--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
+                "--sensor-width", _blender_float(cam["sensor_width_mm"]), "--depth", result["cli_camera"]["depth"],
+                "--aif", result["cli_camera"]["aif"], "--confidence", result["cli_camera"]["confidence"], "--quiet"])
+    assert code == 0
+    result["distances"] = distances
+    return result
+
+
+def test_video_mode_equals_the_command_frame_by_frame(video: dict[str, Any]) -> None:
+    """Video mode: the image sequence on Slice 1 (the one input shown), focus distances from a file;
+    at each scene frame the node gives the clip frame's depth, all-in-focus and confidence of
+    ``--frame all`` (the physical method, fused over the clip)."""
+    assert video["hidden"] == [False] + [True] * 7
+    for run in video["file"]:
+        _assert_stack_equals_cli(run, video["cli"][run["frame"] - 1])
+    # The frames differ: each is its own frame's depth (the sample's objects drift), not one map.
+    first, last = (read_map(run["outputs"]["depth"]) for run in (video["file"][0], video["file"][-1]))
+    assert _max_diff(first, last) > 0.01
+    assert video["leftovers"] == []
+
+
+def test_video_mode_focus_from_sparse_pairs_and_from_camera_keyframes(video: dict[str, Any]) -> None:
+    """'FRAME METRES' pairs at the ends of the ramps, interpolated in dioptres (the sample's sweep is
+    even in dioptres), and the camera's keyframed focus distance: the same depth as the full file."""
+    _assert_stack_equals_cli(video["sparse"], video["cli"][video["sparse"]["frame"] - 1])
+    assert video["camera"]["frame"] == VIDEO_FRAMES[0]
+    _assert_stack_equals_cli(video["camera"], video["cli_camera"])
+
+
+def test_video_mode_bad_input_is_a_message_on_the_node(video: dict[str, Any]) -> None:
+    frame_0 = read_image(SWEEP_SAMPLE / "frame_000.exr")
+    short = video["short"]
+    assert short["state"] == "ERROR"
+    assert "got 7 focus distance(s) for a 8-frame video" in short["message"], short["message"]
+    np.testing.assert_array_equal(read_image(short["composite"])[..., :3], frame_0[..., :3])  # render finished
+    still = video["still"]
+    assert still["state"] == "ERROR"
+    assert "Video mode needs a movie or an image sequence" in still["message"], still["message"]
+    np.testing.assert_array_equal(read_image(still["composite"])[..., :3],
+                                  read_image(SWEEP_SAMPLE / "frame_002.exr")[..., :3])
 
 
 # ------------------------------------------------------------------------ the op on its own

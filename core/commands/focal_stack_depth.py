@@ -8,12 +8,11 @@ the Focal Stack Depth node runs.
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import time
 from pathlib import Path
 
-from ..errors import check, fail
+from ..errors import check
 from ..pipelines.focal_stack_depth import (FocalStackDepthParams, run as run_stack, run_banded, run_video,
                                            runs_banded)
 from .common import add_nan_policy
@@ -37,7 +36,9 @@ or auto without --focal-length) run in bands of rows: memory stays bounded whate
 slices. A job that would need more memory than is free (or than $REFOCUS_MEMORY_LIMIT, e.g. 4G)
 is refused before it starts. Limits: --window 1..255 px.
 For a video, --frame picks the frame (default: the middle one); --frame all writes every frame,
-with '#' in the output names standing for the frame number.
+with '#' in the output names standing for the frame number. Images (a folder or a sequence) given
+with --frame are a focus sweep's frames in order, as a video's. With --method physical a sweep's
+per-frame depths are fused over time (--no-temporal: each frame alone).
 
 examples:
   python -m core focal-stack-depth --stack s0.jpg s1.jpg s2.jpg --focus-distances 0.3 0.6 2 \\
@@ -69,25 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _read_focus_file(path: str) -> list[tuple[float, ...]]:
-    p = Path(path)
-    check(p.is_file(), f"focus file not found: {p}")
-    rows = []
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
-        fail(f"cannot read focus file {p} as text: {exc.__class__.__name__}")
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            rows.append(tuple(float(v) for v in line.replace(",", " ").split()))
-        except ValueError:
-            fail(f"{p}, line {number}: expected numbers, got {line!r}")
-        check(len(rows[-1]) in (1, 2), f"{p}, line {number}: expected 'METRES' or 'FRAME METRES'")
-    check(bool(rows), f"focus file {p} holds no focus distance")
-    check(len({len(r) for r in rows}) == 1, f"focus file {p} mixes one- and two-column lines")
-    return rows
+    from ..focal_stack.video import read_focus_rows
+
+    return read_focus_rows(path)
 
 
 def _slice_paths(stack: list[str]) -> tuple[list[Path], Path | None]:
@@ -152,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     check(args.focus_file is None or args.focus_distances_m is None,
           "give --focus-distances or --focus-file, not both")
     rows = _read_focus_file(args.focus_file) if args.focus_file else None
-    video = len(args.stack) == 1 and is_video_path(args.stack[0])
+    # A video is a focus sweep; so are images (a folder, a sequence) given with --frame.
+    video = (len(args.stack) == 1 and is_video_path(args.stack[0])) or args.frame is not None
     many = video and args.frame == "all"
     _outputs(args, many)  # every output checked before any work
 
@@ -161,10 +147,11 @@ def run(args: argparse.Namespace) -> int:
     for frame, result in results:
         _write(args, many, frame, result)
     if not args.quiet:
-        params = params_from(FocalStackDepthParams, args)
         last = results[-1][1]
         h, w = last.outputs["depth"].shape[:2]
         distances = last.info["focus_distances_m"]
+        params = params_from(FocalStackDepthParams, args,  # the distances as read (a focus file's too)
+                             focus_distances_m=tuple(distances) if distances is not None else None)
         print(f"wrote {args.depth} ({w}x{h}, {len(results)} frame(s), {params.method}, depth in "
               f"{last.info['depth_unit']}, {time.perf_counter() - start:.2f} s on {last.info['device']})", flush=True)
         if distances is not None and params.f_stop and params.focal_length_mm:
@@ -228,22 +215,18 @@ def _run_banded(files: list[Path], params: FocalStackDepthParams, shape: tuple[i
 
 
 def _run_video(args: argparse.Namespace, rows):
-    from ..focal_stack.video import interpolate_focus, read_frames
+    from ..focal_stack.video import is_video_path, read_sweep, sweep_focus
 
-    frames = read_frames(args.stack[0])
+    stack = args.stack
+    if not (len(stack) == 1 and is_video_path(stack[0])):
+        stack = [str(f) for f in _slice_paths(stack)[0]]
+    frames = read_sweep(stack, args.nan_policy)
     count = len(frames)
-    if rows is not None and len(rows[0]) == 2:
-        samples = {int(r[0]): r[1] for r in rows}
-        check(all(0 <= f < count for f in samples), f"focus file names frames outside 0..{count - 1}")
-        distances = interpolate_focus(samples, count)
-    else:
-        values = [r[0] for r in rows] if rows is not None else args.focus_distances_m
-        check(values is not None, "a focus-sweep video needs its focus distances (--focus-distances or --focus-file)")
-        check(len(values) == count, f"got {len(values)} focus distance(s) for a {count}-frame video; give one "
-                                    f"per frame, or 'FRAME METRES' pairs in --focus-file")
-        for v in values:
-            check(v > 0 and not math.isnan(v), f"focus distances must be positive, got {v:g}")
-        distances = list(values)
+    if rows is None:
+        check(args.focus_distances_m is not None,
+              "a focus-sweep video needs its focus distances (--focus-distances or --focus-file)")
+        rows = [(v,) for v in args.focus_distances_m]
+    distances = sweep_focus(rows, count)
     params = params_from(FocalStackDepthParams, args, focus_distances_m=tuple(distances))
     if args.frame in (None, "all"):
         which = list(range(count)) if args.frame == "all" else [count // 2]

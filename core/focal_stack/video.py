@@ -54,6 +54,68 @@ def read_frames(path: str | os.PathLike[str], max_frames: int | None = None) -> 
     return frames
 
 
+def read_sweep(stack: Sequence[str | os.PathLike[str]], nan_policy: str = "error") -> list[np.ndarray]:
+    """A focus sweep's frames as (H, W, 3) float32 scene-linear: one video file, or one image file
+    per frame in clip order (an image sequence: EXR linear, PNG/JPEG/TIFF sRGB; alpha dropped,
+    grey repeated), every frame the first one's size."""
+    from ..imageio import read_image
+
+    if len(stack) == 1 and is_video_path(stack[0]):
+        return read_frames(stack[0])
+    frames: list[np.ndarray] = []
+    for path in stack:
+        check(not is_video_path(path), f"give a video alone: {path}")
+        image = read_image(path, nan_policy)
+        image = np.repeat(image[..., :1], 3, axis=2) if image.shape[2] < 3 else image[..., :3]
+        if frames:
+            h, w = frames[0].shape[:2]
+            check(image.shape[:2] == (h, w), f"frame {path} is {image.shape[1]}x{image.shape[0]} but {stack[0]} "
+                                             f"is {w}x{h}")
+        frames.append(np.ascontiguousarray(image, dtype=np.float32))
+    return frames
+
+
+def read_focus_rows(path: str | os.PathLike[str]) -> list[tuple[float, ...]]:
+    """The rows of a focus file: one number per line (metres, ``inf`` for infinity) or ``FRAME
+    METRES`` pairs; commas or spaces between numbers, ``#`` starts a comment."""
+    from pathlib import Path
+
+    p = Path(path)
+    check(p.is_file(), f"focus file not found: {p}")
+    rows = []
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as exc:
+        fail(f"cannot read focus file {p} as text: {exc.__class__.__name__}")
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            rows.append(tuple(float(v) for v in line.replace(",", " ").split()))
+        except ValueError:
+            fail(f"{p}, line {number}: expected numbers, got {line!r}")
+        check(len(rows[-1]) in (1, 2), f"{p}, line {number}: expected 'METRES' or 'FRAME METRES'")
+    check(bool(rows), f"focus file {p} holds no focus distance")
+    check(len({len(r) for r in rows}) == 1, f"focus file {p} mixes one- and two-column lines")
+    return rows
+
+
+def sweep_focus(rows: Sequence[tuple[float, ...]], count: int) -> list[float]:
+    """Per-frame focus distances (metres) of a ``count``-frame sweep from focus-file rows: one per
+    frame, or sparse ``(frame, metres)`` pairs (0-based frames) interpolated in dioptres."""
+    if rows and len(rows[0]) == 2:
+        samples = {int(r[0]): r[1] for r in rows}
+        check(all(0 <= f < count for f in samples), f"focus file names frames outside 0..{count - 1}")
+        return interpolate_focus(samples, count)
+    values = [r[0] for r in rows]
+    check(len(values) == count, f"got {len(values)} focus distance(s) for a {count}-frame video; give one "
+                                f"per frame, or 'FRAME METRES' pairs in --focus-file")
+    for v in values:
+        check(v > 0 and not math.isnan(v), f"focus distances must be positive, got {v:g}")
+    return list(values)
+
+
 def interpolate_focus(samples: Mapping[int, float], count: int) -> list[float]:
     """Per-frame focus distances (metres) from sparse readouts {frame: metres}, linear in dioptres.
 

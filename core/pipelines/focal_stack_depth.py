@@ -8,8 +8,9 @@ stacks), then read by the classical focus measures or the learned FocalStackNet.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -49,6 +50,8 @@ class FocalStackDepthParams:
     window_px: int = param(9, unit="px", help=f"focus-measure window, 1 to {MAX_WINDOW_PX}")
     frames_window: int | None = param(None, help="video: use frames within K of each frame (default: its whole "
                                                  "focus ramp)")
+    temporal: bool = param(True, help="video, physical method: fuse each pixel's depth over the frames by its "
+                                      "uncertainty (less flicker; the all-in-focus frames follow the fused depth)")
     device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
 
     def __post_init__(self) -> None:
@@ -66,7 +69,8 @@ class FocalStackDepthParams:
                 check(d == d, "focus distances must be numbers, got NaN")
                 check(d > 0, f"focus distances must be positive, got {d:g} m")
                 check(d == float("inf") or d < 1e7, f"a focus distance of {d:g} m is not a distance")
-        check(self.focus_distances_m is not None or self.method == "classical",
+        check(self.focus_distances_m is not None or self.method == "classical"
+              or getattr(self, "focus_file", None) is not None,  # a clip's focus file is read by the worker
               f"the {self.method} method needs focus distances")
         check(self.method != "physical" or (self.focal_length_mm is not None and self.f_stop is not None),
               "the physical method needs the camera: give the focal length and the f-stop (and the sensor width)")
@@ -84,8 +88,47 @@ class FocalStackDepthParams:
         return check_focus_distances(list(self.focus_distances_m), count).tolist()
 
 
+@dataclass(frozen=True)
+class FocalStackDepthClipParams(FocalStackDepthParams):
+    """The worker op's parameters: the stack's, plus a focus-sweep clip read by path (the
+    compositor hands a node one frame at a time, so the op reads the clip itself, as the command
+    line does, and answers one frame of it).
+
+    ``stack``: as ``--stack`` on the command line, with ``frame`` set: one image file per frame of
+    the clip (an image sequence) or one movie file; ``focus_distances_m`` then holds one distance
+    per frame of the clip, or ``focus_file`` names a file of them (``--focus-file``'s format).
+    ``frame``: the clip frame to answer (a 0-based index; the command line also takes ``all``).
+    Without ``stack`` the request's own Slice inputs are the focal stack."""
+
+    stack: Any = param(None, help="the slice files, a folder, or a focus-sweep video (the worker: a clip's "
+                                  "frame files or movie, read by path)")
+    frame: str | None = param(None, help="video: frame index, or 'all' (default: the middle frame)")
+    focus_file: str | None = param(None, help="text file of focus distances: one per slice (or video frame), "
+                                              "or a video's 'FRAME METRES' pairs, interpolated in dioptres")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.focus_file is None or self.focus_distances_m is None,
+              "give the focus distances or a focus file, not both")
+        if self.stack is None:
+            check(self.focus_file is None, "a focus file is read with a clip (stack); give focus_distances_m")
+            return
+        check(isinstance(self.stack, (list, tuple)) and len(self.stack) > 0
+              and all(isinstance(s, str) and s for s in self.stack),
+              "stack must list the clip's frame files (or one movie file)")
+        check(self.frame is not None and str(self.frame).isdigit(),
+              f"a clip needs the frame to answer (0-based), got {self.frame!r}")
+        check(self.focus_distances_m is not None or self.focus_file is not None,
+              "a focus sweep needs its focus distances (one per frame, or a focus file)")
+
+    def stack_params(self, focus_distances_m: Sequence[float]) -> FocalStackDepthParams:
+        """The parameters less the clip, with the clip's per-frame focus distances (metres)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(FocalStackDepthParams)}
+        return FocalStackDepthParams(**{**values, "focus_distances_m": tuple(float(d) for d in focus_distances_m)})
+
+
 SPEC = OpSpec(
-    name="focal_stack_depth", title="Focal Stack Depth", params_type=FocalStackDepthParams,
+    name="focal_stack_depth", title="Focal Stack Depth", params_type=FocalStackDepthClipParams,
     command="focal-stack-depth",
     inputs=(Input("slice", "Slice", "color", "One slice of the focal stack, scene-linear", required=False,
                   repeat=MAX_SLICES),),
@@ -237,7 +280,12 @@ def run_video(frames: Sequence[np.ndarray], focus_distances_m: Sequence[float], 
               which: Sequence[int]) -> Iterator[tuple[int, Result]]:
     """Depth of each frame ``which`` of a focus-sweep video: ``frames`` (H, W, 3) scene-linear, one
     focus distance (metres) per frame. Each frame's stack gathers its focus ramp (or the frames
-    within ``params.frames_window``), aligned to it."""
+    within ``params.frames_window``), aligned to it.
+
+    The physical method runs core.focal_stack.video.video_depth over the whole clip: per-frame
+    depth from the camera's blur, fused over time by its uncertainty (``params.temporal``), and
+    all-in-focus frames by layered Wiener deconvolution at that depth. The other methods read each
+    frame's stack alone."""
     from ..devices import pick_device
     from ..focal_stack.video import focal_stacks
 
@@ -249,7 +297,35 @@ def run_video(frames: Sequence[np.ndarray], focus_distances_m: Sequence[float], 
     refine = None if params.align in ("none", "breathing") else ("translation" if params.align == "auto"
                                                                  else params.align)
     focal = params.focal_length_mm if params.align != "none" else None
+    if params.method == "physical":
+        yield from _video_physical(frames, focus_distances_m, params, which, refine, focal, device)
+        return
     for fs in focal_stacks(frames, list(focus_distances_m), window=params.frames_window, focal_length_mm=focal,
                            refine=refine, which=which, device=device):
         yield fs.frame, _result(estimate(fs.alignment.images, fs.focus_distances, params, device),
                                 fs.focus_distances, device)
+
+
+def _video_physical(frames, focus_distances_m, params: FocalStackDepthParams, which: Sequence[int], refine,
+                    focal, device: "torch.device") -> Iterator[tuple[int, Result]]:
+    import torch
+
+    from ..focal_stack.video import video_depth
+    from ..tensors import tensor_to_image
+
+    for t in which:
+        check(0 <= t < len(frames), f"frame {t} out of range for a {len(frames)}-frame video")
+    lens = camera_lens(params)
+    assert lens is not None  # FocalStackDepthParams checks the physical method has the camera
+    height, width = frames[0].shape[:2]
+    with torch.no_grad():
+        video = video_depth(frames, [float(d) for d in focus_distances_m], lens.coc_scale(width, height),
+                            window=params.frames_window, temporal=params.temporal, align=refine,
+                            focal_length_mm=focal, device=device)
+    for t in which:
+        outputs = {"depth": tensor_to_image(video.depth[t:t + 1]), "all_in_focus": tensor_to_image(video.all_in_focus[t:t + 1]),
+                   "confidence": tensor_to_image(video.confidence[t:t + 1]),
+                   "uncertainty": tensor_to_image(video.uncertainty[t:t + 1])}
+        yield t, Result(outputs, {"depth_unit": "m", "focus_distances_m": [float(d) for d in focus_distances_m],
+                                  "frame_focus_distance_m": float(video.focus_distances[t]),
+                                  "temporal": params.temporal, "device": str(device)})
