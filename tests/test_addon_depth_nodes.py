@@ -298,3 +298,44 @@ def test_focal_stack_op_refuses_bad_input(tmp_path: Path, sizes: list[tuple[int,
     with pytest.raises(InputError, match=re.escape(message)):
         op.run(job, op.spec.parse(params))
     assert not any(Path(p).exists() for p in outputs.values())  # nothing written
+
+
+def test_focal_stack_op_reads_a_movie_clip_once_and_answers_each_frame(tmp_path: Path) -> None:
+    """Video mode's op on a movie (the sweep sample as MJPEG): each frame equals ``--frame all``;
+    later frames come from the clip's cache; a changed focus file is a new clip."""
+    import cv2
+
+    from core.colour import linear_to_srgb
+    from core.worker.ops import focal_stack_depth as op_module
+
+    meta = sample(SWEEP_SAMPLE)
+    movie = tmp_path / "sweep.avi"
+    cam = meta["camera"]
+    writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"MJPG"), 24, (cam["width"], cam["height"]))
+    for f in meta["frames"]:
+        rgb = linear_to_srgb(np.clip(read_image(SWEEP_SAMPLE / f["file"])[..., :3], 0, 1))
+        writer.write(np.ascontiguousarray((rgb * 255).round().astype(np.uint8)[..., ::-1]))
+    writer.release()
+    focus = tmp_path / "focus.txt"
+    focus.write_text("\n".join(repr(d) for d in meta["focus_distances"]) + "\n")
+    lens = ["--focal-length", "50", "--f-stop", "2.8", "--sensor-width", "36"]
+    assert cli(["focal-stack-depth", "--stack", str(movie), "--focus-file", str(focus), "--frame", "all",
+                "--method", "physical", *lens, "--depth", str(tmp_path / "d_#.exr"), "--quiet"]) == 0
+    op = registry()["focal_stack_depth"]
+
+    def answer(frame: int) -> Any:
+        params = {"stack": [str(movie)], "frame": str(frame), "focus_file": str(focus), "method": "physical",
+                  "focal_length_mm": 50.0, "f_stop": 2.8, "sensor_width_mm": 36.0, "device": "cpu"}
+        job = Job(1, "focal_stack_depth", {}, params, {}, send=lambda message: None)
+        parsed = op.spec.parse(params)
+        return op.run(job, parsed), op_module.clip_results(parsed)
+
+    first, clip = answer(0)
+    for frame in (0, 5):
+        result, again = answer(frame)
+        assert again is clip  # computed once for the clip
+        assert _max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / f"d_{frame}.exr")) <= TOLERANCE
+    focus.write_text("\n".join(repr(d * 1.1) for d in meta["focus_distances"]) + "\n")
+    result, changed = answer(5)
+    assert changed is not clip
+    assert _max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / "d_5.exr")) > 0.01
