@@ -220,7 +220,8 @@ def focus_from_camera(scene: Any, tree: Any, node: Any, out_dir: Path, meta: dic
     return out
 
 
-def focal_video(out: str, focus_file: str, sparse_file: str, short_file: str, frames: list[int]) -> dict[str, Any]:
+def focal_video(out: str, focus_file: str, sparse_file: str, short_file: str, movie: str,
+                frames: list[int]) -> dict[str, Any]:
     """The sweep sample as an image sequence (frame_000.exr shown at scene frame 1) on a Focal
     Stack Depth node in Video mode, the physical method, the scene camera's lens: focus distances
     from ``focus_file`` at scene ``frames``; from ``sparse_file`` ('FRAME METRES' pairs); from the
@@ -266,7 +267,13 @@ def focal_video(out: str, focus_file: str, sparse_file: str, short_file: str, fr
     camera.dof.focus_distance = 7.0
     node.focus_source = "CAMERA"
     result["camera"] = render("camera", frames[0])
-    node.focus_source, node.focus_file = "FILE", short_file
+    node.focus_source = "FILE"
+    clip_node = tree.nodes.new("CompositorNodeMovieClip")
+    clip_node.clip = bpy.data.movieclips.load(movie)
+    tree.links.new(clip_node.outputs["Image"], node.inputs["Slice 1"])
+    result["movie"] = render("movie", frames[1])
+    tree.links.new(source.outputs["Image"], node.inputs["Slice 1"])
+    node.focus_file = short_file
     result["short"] = render("short", frames[0])
     node.focus_file = focus_file
     still = _image_node(tree, SWEEP_SAMPLE / "frame_002.exr")

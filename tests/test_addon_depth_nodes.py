@@ -199,6 +199,22 @@ def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]
 VIDEO_FRAMES = [1, 4, 7]  # scene frames rendered: clip frames 0, 3 (a ramp's far end) and 6
 
 
+def _sweep_movie(path: Path) -> Path:
+    """The sweep sample's frames as an MJPEG movie (8-bit sRGB)."""
+    import cv2
+
+    from core.colour import linear_to_srgb
+
+    meta = sample(SWEEP_SAMPLE)
+    cam = meta["camera"]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 24, (cam["width"], cam["height"]))
+    for f in meta["frames"]:
+        rgb = linear_to_srgb(np.clip(read_image(SWEEP_SAMPLE / f["file"])[..., :3], 0, 1))
+        writer.write(np.ascontiguousarray((rgb * 255).round().astype(np.uint8)[..., ::-1]))
+    writer.release()
+    return path
+
+
 @pytest.fixture(scope="module")
 def video(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The sweep sample through the node in Video mode, and ``--frame all`` on the same files."""
@@ -212,11 +228,21 @@ def video(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
              (len(distances) - 1, distances[-1])]
     files["sparse_file"].write_text("".join(f"{f} {d!r}\n" for f, d in pairs))
     files["short_file"].write_text("\n".join(repr(d) for d in distances[:-1]) + "\n")
-    result = run_depth_session("focal_video", user_dir, out=str(out), frames=VIDEO_FRAMES,
+    movie = _sweep_movie(out / "sweep.avi")
+    result = run_depth_session("focal_video", user_dir, out=str(out), frames=VIDEO_FRAMES, movie=str(movie),
                                **{k: str(v) for k, v in files.items()})
     cam = meta["camera"]
     cli_dir = out / "cli"
     cli_dir.mkdir()
+    lens = ["--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
+            "--sensor-width", _blender_float(cam["sensor_width_mm"])]
+    code = cli(["focal-stack-depth", "--stack", str(movie), "--focus-file", str(files["focus_file"]), "--frame",
+                "all", "--method", "physical", *lens, "--depth", str(cli_dir / "movie_depth_#.exr"),
+                "--aif", str(cli_dir / "movie_aif_#.exr"), "--confidence", str(cli_dir / "movie_confidence_#.exr"),
+                "--quiet"])
+    assert code == 0
+    t = VIDEO_FRAMES[1] - 1
+    result["cli_movie"] = {name: str(cli_dir / f"movie_{name}_{t}.exr") for name in ("depth", "aif", "confidence")}
     code = cli(["focal-stack-depth", "--stack", *(str(SWEEP_SAMPLE / f["file"]) for f in meta["frames"]),
                 "--focus-file", str(files["focus_file"]), "--frame", "all", "--method", "physical",
                 "--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
@@ -261,6 +287,16 @@ def test_video_mode_focus_from_sparse_pairs_and_from_camera_keyframes(video: dic
     _assert_stack_equals_cli(video["camera"], video["cli_camera"])
 
 
+def test_video_mode_reads_a_movie_clip(video: dict[str, Any]) -> None:
+    """A Movie Clip node showing the sweep as a movie: the clip frame at the scene frame, as the
+    command reads the movie (the worker decodes it as the command does)."""
+    run = video["movie"]
+    assert run["state"] == "DONE", run
+    for name in ("depth", "confidence"):
+        assert _max_diff(read_map(run["outputs"][name]), read_map(video["cli_movie"][name])) <= TOLERANCE, name
+    assert _max_diff(read_image(run["outputs"]["aif"])[..., :3], read_image(video["cli_movie"]["aif"])) <= TOLERANCE
+
+
 def test_video_mode_bad_input_is_a_message_on_the_node(video: dict[str, Any]) -> None:
     frame_0 = read_image(SWEEP_SAMPLE / "frame_000.exr")
     short = video["short"]
@@ -303,19 +339,10 @@ def test_focal_stack_op_refuses_bad_input(tmp_path: Path, sizes: list[tuple[int,
 def test_focal_stack_op_reads_a_movie_clip_once_and_answers_each_frame(tmp_path: Path) -> None:
     """Video mode's op on a movie (the sweep sample as MJPEG): each frame equals ``--frame all``;
     later frames come from the clip's cache; a changed focus file is a new clip."""
-    import cv2
-
-    from core.colour import linear_to_srgb
     from core.worker.ops import focal_stack_depth as op_module
 
     meta = sample(SWEEP_SAMPLE)
-    movie = tmp_path / "sweep.avi"
-    cam = meta["camera"]
-    writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"MJPG"), 24, (cam["width"], cam["height"]))
-    for f in meta["frames"]:
-        rgb = linear_to_srgb(np.clip(read_image(SWEEP_SAMPLE / f["file"])[..., :3], 0, 1))
-        writer.write(np.ascontiguousarray((rgb * 255).round().astype(np.uint8)[..., ::-1]))
-    writer.release()
+    movie = _sweep_movie(tmp_path / "sweep.avi")
     focus = tmp_path / "focus.txt"
     focus.write_text("\n".join(repr(d) for d in meta["focus_distances"]) + "\n")
     lens = ["--focal-length", "50", "--f-stop", "2.8", "--sensor-width", "36"]
