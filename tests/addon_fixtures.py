@@ -461,8 +461,54 @@ def sources(out: str) -> dict[str, Any]:
             "nodes": _nodes(tree), "lens": _lens(scene), "leftovers": _leftovers(tree)}
 
 
+def bokeh(out: str) -> dict[str, Any]:
+    """A kernel image (an EXR triangle through an Image node) and Blender's Bokeh Image node as
+    Layered Defocus's aperture, with its Focus Map output; frames from the reference passes."""
+    import bpy
+    import numpy as np
+
+    from core.imageio import write_exr
+
+    out_dir = Path(out)
+    scene = _scene()
+    passes = _reference_passes(scene, out_dir / "passes.exr")
+    size = 33
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    triangle = ((yy >= 4) & (np.abs(xx - size // 2) <= (yy - 4) * 0.6) & (yy <= size - 4)).astype(np.float32)
+    kernel_path = out_dir / "kernel.exr"
+    write_exr(kernel_path, {c: triangle for c in "RGB"} | {"A": np.ones_like(triangle)})
+    results = {}
+    for case in ("image", "bokeh_node", "round"):
+        tree = _tree(scene, f"Compositing {case}")
+        layers = tree.nodes.new("CompositorNodeImage")
+        layers.image = bpy.data.images.load(passes)
+        node = tree.nodes.new("RefocusLayeredDefocusNode")
+        node.use_scene_camera, node.f_stop, node.focus_distance = False, 1.0, 2.0
+        tree.links.new(layers.outputs[0], node.inputs["Image"])  # the Combined layer
+        tree.links.new(layers.outputs["Depth"], node.inputs["Depth"])
+        if case == "image":
+            kernel = tree.nodes.new("CompositorNodeImage")
+            kernel.image = bpy.data.images.load(str(kernel_path))
+            tree.links.new(kernel.outputs["Image"], node.inputs["Bokeh Image"])
+        elif case == "bokeh_node":
+            shape = tree.nodes.new("CompositorNodeBokehImage")
+            shape.inputs["Flaps"].default_value = 5
+            tree.links.new(shape.outputs["Image"], node.inputs["Bokeh Image"])
+        tree.links.new(node.outputs["Image"], tree.nodes["Group Output"].inputs[0])
+        _output(scene, out_dir / f"{case}.exr")
+        bpy.ops.render.render(write_still=True, scene=scene.name)
+        image = node.node_tree.nodes["Result Focus Map"].image
+        w, h = image.size
+        heat = np.empty(w * h * 4, dtype=np.float32)
+        image.pixels.foreach_get(heat)
+        np.save(out_dir / f"{case}_focus_map.npy", heat.reshape(h, w, 4)[::-1])
+        results[case] = {"frame": str(out_dir / f"{case}.exr"), "focus_map": str(out_dir / f"{case}_focus_map.npy"),
+                         "node": {"state": node.state, "message": node.message}}
+    return {"passes": passes, "kernel": str(kernel_path), "cases": results, "lens": _lens(scene)}
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
-    f.__name__: f for f in (install, still, animation, reload, errors, broken_worker, interactive, sources)
+    f.__name__: f for f in (install, still, animation, reload, errors, broken_worker, interactive, sources, bokeh)
 }
 
 

@@ -34,7 +34,8 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert result["enabled"], result
     sockets = result["sockets"]
     assert sorted(sockets) == sorted(NODE_TYPES)
-    assert sockets["RefocusLayeredDefocusNode"] == [["Image", "Depth", "Focus Distance"], ["Image"]]
+    assert sockets["RefocusLayeredDefocusNode"] == [["Image", "Depth", "Focus Distance", "Bokeh Image"],
+                                                    ["Image", "Focus Map"]]
     assert sockets["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity", "Confidence"]]
     assert result["menu"] and result["add_menu_hooked"]
     assert "blender_manifest.toml" in result["installed_files"] and "__pycache__" not in result["installed_files"]
@@ -168,3 +169,28 @@ def test_other_sources_and_chained_nodes(user_dir: Path, tmp_path: Path) -> None
         first = refocus(image, depth, Lens(**{**base, "focus_distance": 6.0}))
         second = refocus(first, depth, Lens(**{**base, "focus_distance": 1.0}))
         _assert_close(frame, second[0].numpy().transpose(1, 2, 0))
+
+
+def test_a_bokeh_image_is_the_aperture_and_the_focus_map_comes_out(user_dir: Path, tmp_path: Path) -> None:
+    """Any image linked to Bokeh Image is the kernel core uses (as the command line's --bokeh-image),
+    Blender's Bokeh Image node too; the Focus Map output is core's heat map of the same CoC."""
+    from core.focus_map import focus_map
+    from core.pipelines.defocus import LayeredDefocusParams, run
+
+    result = run_session("bokeh", user_dir, out=str(tmp_path))
+    cases = result["cases"]
+    for case in cases.values():
+        assert case["node"]["state"] == "DONE", case
+    image, depth = read_image(result["passes"]), read_map(result["passes"])
+    lens = result["lens"]
+    params = LayeredDefocusParams(focal_length_mm=lens["focal_length_mm"], f_stop=1.0, focus_distance_m=2.0,
+                                  sensor_width_mm=lens["sensor_width_mm"], device="cpu")
+    kernel = read_image(result["kernel"])[..., 0]
+    expected = run(image, depth, params, bokeh_image=kernel, focus_map=True)
+    _assert_close(cases["image"]["frame"], expected.outputs["image"])
+    heat = np.load(cases["image"]["focus_map"])[..., :3]
+    assert float(np.abs(heat - expected.outputs["focus_map"][..., :3]).max()) <= TOLERANCE
+    round_frame, shaped = read_image(cases["round"]["frame"]), read_image(cases["image"]["frame"])
+    assert float(np.abs(round_frame - shaped).max()) > 0.02  # the triangle really shaped the blur
+    pentagon = read_image(cases["bokeh_node"]["frame"])
+    assert float(np.abs(pentagon - round_frame).max()) > 0.005

@@ -138,8 +138,14 @@ SPEC = OpSpec(
             Input("depth", "Depth", "value", "Planar depth, metres (the Z pass)"),
             Input("focus_distance", "Focus Distance", "value",
                   "Optional: a focus distance in metres per frame (Focus Track), overriding the node's",
-                  required=False)),
-    outputs=(Output("image", "Image", "color", "Refocused image, scene-linear", passthrough="image"),),
+                  required=False),
+            Input("bokeh_image", "Bokeh Image", "color",
+                  "Optional: the aperture's shape as an image (Blender's Bokeh Image node, or any image); its "
+                  "luminance is the kernel", required=False)),
+    outputs=(Output("image", "Image", "color", "Refocused image, scene-linear", passthrough="image"),
+             Output("focus_map", "Focus Map", "color",
+                    "The signed circle of confusion as a heat map: blue in front, red behind, the in-focus band "
+                    "white")),
 )
 
 

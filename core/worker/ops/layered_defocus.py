@@ -27,10 +27,20 @@ def focus_from_input(values: np.ndarray) -> float | None:
     return float(np.median(v)) if v.size else None
 
 
+def bokeh_kernel_image(values: np.ndarray) -> np.ndarray:
+    """A Bokeh Image input (H, W, C) as the (H, W) kernel core normalises: its Rec. 709 luminance
+    (alpha, if any, dropped: Blender's Bokeh Image node is opaque black outside the aperture)."""
+    if values.shape[2] >= 3:
+        return (0.2126 * values[..., 0] + 0.7152 * values[..., 1] + 0.0722 * values[..., 2]).astype(np.float32)
+    return values[..., 0]
+
+
 def run(job: Job, params: LayeredDefocusParams) -> Result:
     image, depth = job.input("image"), job.input("depth")
     focus = focus_from_input(job.input("focus_distance")) if job.has("focus_distance") else None
-    result = pipeline(image, depth[..., 0], params, progress=job.progress, focus_input_m=focus)
+    bokeh = bokeh_kernel_image(job.input("bokeh_image")) if job.has("bokeh_image") else None
+    result = pipeline(image, depth[..., 0], params, progress=job.progress, focus_input_m=focus,
+                      bokeh_image=bokeh, focus_map="focus_map" in job.outputs)
     if job.has("focus_distance") and focus is None:
         result.warnings.append(NO_LINKED_FOCUS)  # never pass the image through for a missing value
     return result
