@@ -197,10 +197,16 @@ def _layer_occupancy(coc: torch.Tensor, layers: list[Layer], kind: MaskKind, alp
             flat = torch.cat([flat, values.detach().to(flat.dtype)])
             tile = torch.cat([tile, (rows // _TILE) * tw + cols // _TILE])
         if kind == "linear":
-            # Hat masks: c in (C[j-1], C[j]] lies in layers j-1 and j (only j when c == C[j]); one search.
+            # Hat masks: c in (C[j-1], C[j]] lies in layers j-1 and j (only j when c == C[j]): one
+            # search, and two scattered writes of True (no counting, no data-dependent shapes).
             centres = torch.tensor([l.centre for l in reversed(layers)], device=c.device, dtype=c.dtype)
-            last = torch.searchsorted(centres, flat, right=False).clamp_max(count - 1)
-            first = (last - 1 + (flat >= centres[last]).to(last.dtype)).clamp_min(0)
+            j = torch.searchsorted(centres, flat, right=False).clamp_max(count - 1)
+            key = (count - 1 - j) * (th * tw) + tile  # list index of ascending layer j
+            marked = torch.zeros(count * th * tw, dtype=torch.bool, device=c.device)
+            marked[key] = True
+            below = (flat < centres[j]) & (j > 0)
+            marked[torch.where(below, key + th * tw, key)] = True  # layer j - 1, next in the list
+            return marked.view(count, th, tw).cpu()
         else:
             first = torch.searchsorted(hi.contiguous(), flat, right=False)  # first layer whose support ends at or after c
             last = torch.searchsorted(lo.contiguous(), flat, right=True) - 1  # last layer whose support starts before c
@@ -314,7 +320,7 @@ def convolve(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """
     k = kernel.shape[-1]
     if k == 1:
-        return x * kernel.reshape(())
+        return x if float(kernel) == 1.0 else x * kernel.reshape(())
     channels = x.shape[1]
     if k >= FFT_MIN_KERNEL:
         h, w = x.shape[-2:]
@@ -325,8 +331,8 @@ def convolve(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     weight = kernel.flip(0, 1).expand(channels, 1, k, k)  # conv2d correlates; flip to scatter the PSF
     # Channels-last depthwise convolution is 3-5x faster on CPU (oneDNN) and has no cliff at 15x15,
     # where the NCHW path falls to a kernel 30x slower.
-    x = F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, padding=k // 2, groups=channels)
-    return x.contiguous()
+    # The result stays channels-last: the renderer keeps its buffers in that layout, so no copy back.
+    return F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, padding=k // 2, groups=channels)
 
 
 def _blur(stack: torch.Tensor, layer: Layer, blades: int, rotation: float, ratio: float) -> torch.Tensor:
@@ -424,7 +430,9 @@ def layered_defocus(
     coc = coc.to(dtype=image.dtype, device=image.device).expand(b, 1, h, w)
     # Colour with a weight channel (1, or a split edge pixel's near cover), premultiplied: a
     # layer's stack is then one product with its mask.
-    ext = torch.cat([image, torch.ones_like(coc)], dim=1)
+    # Channels-last throughout (stacks, accumulators): the depthwise convolutions want it, and the
+    # element-wise work runs as fast in it.
+    ext = torch.cat([image, torch.ones_like(coc)], dim=1).contiguous(memory_format=torch.channels_last)
     coc1 = coc
     far = None
     if split is not None:
@@ -469,7 +477,7 @@ def layered_defocus(
         return convolve(x, kernel)
 
     # Colour and mask accumulate in one tensor, so each layer composites with one multiply-add.
-    acc = image.new_zeros(b, c + 1, h, w)
+    acc = image.new_zeros(b, c + 1, h, w).contiguous(memory_format=torch.channels_last)
     done = 0
     for group in _scale_groups(layers):
         scale = group[0][1].scale
@@ -500,7 +508,8 @@ def layered_defocus(
             continue
         gy0, gx0 = min(r[0] for r in boxes), min(r[2] for r in boxes)
         gy1, gx1 = max(r[1] for r in boxes), max(r[3] for r in boxes)
-        small = image.new_zeros(b, c + 1, (gy1 - gy0) // scale, (gx1 - gx0) // scale)
+        small = image.new_zeros(b, c + 1, (gy1 - gy0) // scale, (gx1 - gx0) // scale).contiguous(
+            memory_format=torch.channels_last)
         for layer, kernel, regions in plans:
             for y0, y1, x0, x1 in regions:
                 stack = stack_of(layer, y0, min(y1, h), x0, min(x1, w))
@@ -514,7 +523,7 @@ def layered_defocus(
         large = F.interpolate(small, scale_factor=scale, mode="bilinear", align_corners=False)
         large = _clamp_stack(large[..., :min(gy1, h) - gy0, :min(gx1, w) - gx0])
         acc = _over(acc, large, gy0, min(gy1, h), gx0, min(gx1, w), differentiable)
-    return acc[:, :c] / acc[:, c:].clamp_min(1e-12)
+    return (acc[:, :c] / acc[:, c:].clamp_min(1e-12)).contiguous()
 
 
 def _scale_groups(layers: list[Layer]) -> list[list[tuple[int, Layer]]]:
