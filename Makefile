@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench addon addon-slim dataset-samples retrain-dff retrain-stereo clean-venv
+.PHONY: demo test venv bench addon addon-slim dataset-samples retrain-dff retrain-stereo retrain-mono clean-venv
 venv: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes; pip checks the pins against what is there.
@@ -80,6 +80,14 @@ retrain-stereo: $(STAMP)
 	$(PY) -m models.stereonet.train_guided --data $(STEREO)/train --cache $(STEREO)/cache --out models/weights/stereonet_refined.pt --limit 598 --holdout 40 --synthetic 400 --init models/weights/stereonet_refined.pt --minutes 24 --batch 6 --crop 128 144 --save-every 150 --lr 5e-4 --threads 1
 	$(PY) -m models.stereonet.train_guided --data $(STEREO)/train --cache $(STEREO)/cache --out models/weights/stereonet_refined.pt --limit 598 --holdout 40 --synthetic 800 --init models/weights/stereonet_refined.pt --minutes 26 --batch 6 --crop 128 144 --save-every 150 --lr 3e-4 --threads 1
 	$(PY) -m models.stereonet.evaluate --data $(STEREO)/test --data motorcycle --weights models/weights/stereonet_refined.pt --limit 60 --png models/weights/stereonet_refined_eval.png --threads 1
+
+MONO := $(DATA)/mono
+retrain-mono: $(STAMP)
+	$(GEN) --kind mono --split val --count 100 --seed 0 --size 160 128 --out $(MONO)/val
+	$(GEN) --kind mono --split test --count 100 --seed 17 --size 160 128 --out $(MONO)/test
+	$(GEN) --kind mono --split train --count 512 --seed 0 --size 160 128 --out $(MONO)/train
+	$(PY) -m models.mono.train --config default --data $(MONO)/train --val $(MONO)/val --limit 512 --out models/weights/mono_deeplens.pt --steps 3051 --batch 12 --lr 3e-3 --eval-every 200 --log-every 50 --threads 1
+	$(PY) -m models.mono.evaluate --test $(MONO)/test --png models/weights/mono_deeplens_eval.png
 
 clean-venv:
 	rm -rf $(VENV)
