@@ -44,13 +44,13 @@ import bpy
 import numpy as np
 
 from . import graph, preferences, renders, status, worker_client
+from .busy import busy, is_busy
 from .cache import ResultCache, result_key
 from .errors import RefocusError
 from .nodes import MISSING_COLOUR, FrameContext, RefocusNode
 from .worker_client import Request
 
 _cache: ResultCache | None = None
-_busy = 0  # > 0 while the add-on itself changes Blender data: its own edits trigger no update
 
 
 def cache() -> ResultCache:
@@ -61,20 +61,6 @@ def cache() -> ResultCache:
     elif _cache.capacity != capacity:
         _cache.resize(capacity)
     return _cache
-
-
-@contextlib.contextmanager
-def busy() -> Iterator[None]:
-    global _busy
-    _busy += 1
-    try:
-        yield
-    finally:
-        _busy -= 1
-
-
-def is_busy() -> bool:
-    return _busy > 0
 
 
 class NeedsRender(RefocusError):

@@ -34,7 +34,8 @@ import bpy
 
 from . import frame_evaluation, graph, nodes, render_jobs, renders, status, worker_client
 from .errors import RefocusError
-from .frame_evaluation import FrameEvaluation, busy, is_busy
+from .busy import busy, is_busy
+from .frame_evaluation import FrameEvaluation
 from .nodes import RefocusNode
 from .render_jobs import LastRender, ThreadedRender
 from .worker_client import Request

@@ -54,7 +54,8 @@ from pathlib import Path
 import bpy
 
 from . import graph, preferences, renders, status
-from .frame_evaluation import FrameEvaluation, busy, is_busy, run_blocking
+from .busy import busy, is_busy
+from .frame_evaluation import FrameEvaluation, run_blocking
 
 
 def in_render_thread() -> bool:

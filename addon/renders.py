@@ -421,7 +421,7 @@ def _from_file(scene: bpy.types.Scene, source: Path) -> Iterator[None]:
 
     The engine is registered only for the block, so that it never shows among the artist's
     render engines."""
-    from .frame_evaluation import busy  # frame_evaluation imports this module
+    from .busy import busy
 
     registered = _engine_registered()
     if not registered:
@@ -451,7 +451,7 @@ def recomposite(scene: bpy.types.Scene, source: Path) -> None:
 
     The add-on's render handlers ignore it (it runs as the add-on's own edit, ``busy``).
     """
-    from .frame_evaluation import busy
+    from .busy import busy
 
     with _from_file(scene, source), busy(), _quiet():
         bpy.ops.render.render(write_still=False, scene=scene.name)

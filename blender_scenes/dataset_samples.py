@@ -37,8 +37,6 @@ from core.optics import depth_to_disparity
 
 from .dataset_io import FORMAT_VERSION, kind_info, load_renderer
 from .dataset_render import CameraState, DatasetRenderer, Quality, shake
-from .kind_track import render_track
-from .kind_mono import render_mono
 from .dataset_scenes import (CAMERAS, FOD_FOCUS_DISTANCES, DatasetScene, camera_scene, defocusnet_scene,
                              deeplens_scene, inverse_uniform, random_camera, stereo_scene, sweep_scene)
 
@@ -256,8 +254,6 @@ RENDERERS: dict[str, Callable[[np.random.Generator, str, int, Options, Path], di
     "deeplens": render_deeplens,
     "stereo": render_stereo,
     "sweep": render_sweep,
-    "track": render_track,
-    "mono": render_mono,
 }
 
 

@@ -244,7 +244,7 @@ class CatsEye:
         pixel sits at full-resolution ``origin`` (y, x) of a ``frame`` (H, W)."""
         import torch.nn.functional as F
 
-        from .defocus import _RECONSTRUCTION, convolve
+        from .convolution import _RECONSTRUCTION, convolve
 
         height, width = frame
         s = layer.scale

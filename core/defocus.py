@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .bokeh import bokeh_kernel, kernel_size
+from .convolution import _RECONSTRUCTION, FFT_MIN_KERNEL, convolve  # noqa: F401  (re-exported)
 from .errors import check, check_image, check_map
 from .optics import Lens
 
@@ -282,16 +283,6 @@ def _components(mask) -> list[tuple[int, int, int, int]]:
     return [(int(s[1]), int(s[1] + s[3]), int(s[0]), int(s[0] + s[2])) for s in stats[1:count]]
 
 
-# Folded into a downsampled layer's kernel: a mild Laplacian sharpening that undoes most of the
-# softening of the tent reduction and the bilinear enlargement (0.5-1 dB closer to a full-resolution
-# blur than bicubic enlargement, at a third of its cost).
-_RECONSTRUCTION = torch.tensor([[0.0, -0.25, 0.0], [-0.25, 2.0, -0.25], [0.0, -0.25, 0.0]])
-
-# Kernels at least this wide are applied by FFT: a direct depthwise convolution costs k^2 per
-# pixel, the FFT a few log(N) whatever the kernel (only reached when k_max is raised to avoid
-# downsampling, e.g. for exact reference renders).
-FFT_MIN_KERNEL = 41
-
 KernelFn = Callable[[Layer, torch.device, torch.dtype], torch.Tensor]
 
 
@@ -310,29 +301,6 @@ def _layer_kernel(layer: Layer, blades: int, rotation: float, ratio: float, devi
         sharpen = _RECONSTRUCTION.to(kernel)
         kernel = F.conv2d(F.pad(kernel[None, None], (2, 2, 2, 2)), sharpen[None, None])[0, 0]
     return kernel
-
-
-def convolve(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Scatter each pixel of a (B, C, h, w) stack by a (k, k) PSF, zero outside; same size out.
-
-    Direct channels-last depthwise convolution for small kernels, FFT for kernels of at least
-    FFT_MIN_KERNEL pixels. Both run on any torch device.
-    """
-    k = kernel.shape[-1]
-    if k == 1:
-        return x if float(kernel) == 1.0 else x * kernel.reshape(())
-    channels = x.shape[1]
-    if k >= FFT_MIN_KERNEL:
-        h, w = x.shape[-2:]
-        size = (h + k - 1, w + k - 1)
-        spectrum = torch.fft.rfft2(x, s=size) * torch.fft.rfft2(kernel.to(x.dtype), s=size)
-        half = k // 2
-        return torch.fft.irfft2(spectrum, s=size)[..., half:half + h, half:half + w].contiguous()
-    weight = kernel.flip(0, 1).expand(channels, 1, k, k)  # conv2d correlates; flip to scatter the PSF
-    # Channels-last depthwise convolution is 3-5x faster on CPU (oneDNN) and has no cliff at 15x15,
-    # where the NCHW path falls to a kernel 30x slower.
-    # The result stays channels-last: the renderer keeps its buffers in that layout, so no copy back.
-    return F.conv2d(x.contiguous(memory_format=torch.channels_last), weight, padding=k // 2, groups=channels)
 
 
 def _blur(stack: torch.Tensor, layer: Layer, blades: int, rotation: float, ratio: float) -> torch.Tensor:
@@ -674,9 +642,9 @@ def refocus(
 
         options["position_kernels"] = CatsEye(fx.cat_eye, lens.blades, lens.rotation, lens.ratio)
     if fx.preview_scale > 1:
-        from .preview import preview_defocus
+        from .preview import preview_defocus  # preview renders through layered_defocus, passed in
 
-        return preview_defocus(image, coc, fx.preview_scale, **options)
+        return preview_defocus(image, coc, fx.preview_scale, render=layered_defocus, **options)
     return layered_defocus(image, coc, **options)
 
 

@@ -19,6 +19,8 @@ render is measured by ``bench.defocus_speed`` (README).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -37,25 +39,26 @@ def _enlarge(x: torch.Tensor, scale: int, size: tuple[int, int]) -> torch.Tensor
     return F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)[..., :size[0], :size[1]]
 
 
-def preview_defocus(image: torch.Tensor, coc: torch.Tensor, scale: int = 2, **options) -> torch.Tensor:
+def preview_defocus(image: torch.Tensor, coc: torch.Tensor, scale: int,
+                    render: Callable[..., torch.Tensor], **options) -> torch.Tensor:
     """Approximate :func:`core.defocus.layered_defocus` from a render at 1/``scale`` resolution.
 
     Args:
         image: (B, C, H, W) scene-linear all-in-focus image.
         coc: (B, 1, H, W) signed CoC diameter, full-resolution pixels.
         scale: reduction factor, 2 to 8 (1: the full render).
-        options: passed to :func:`core.defocus.layered_defocus` (bokeh shape, k_max, split, ...);
+        render: the full renderer, :func:`core.defocus.layered_defocus` (``refocus`` passes it, so
+            the two modules need not import each other).
+        options: passed to ``render`` (bokeh shape, k_max, split, ...);
             position-dependent kernels see the reduced frame.
 
     Returns:
         (B, C, H, W) scene-linear.
     """
-    from .defocus import layered_defocus
-
     check(1 <= int(scale) <= 8, f"the preview scale must be 1 to 8, got {scale}")
     scale = int(scale)
     if scale == 1:
-        return layered_defocus(image, coc, **options)
+        return render(image, coc, **options)
     b, c, h, w = image.shape
     coc = coc.to(image).expand(b, 1, h, w)
     sharp = (2.0 - coc.abs() / scale).clamp(0.0, 1.0)
@@ -63,7 +66,7 @@ def preview_defocus(image: torch.Tensor, coc: torch.Tensor, scale: int = 2, **op
     # The CoC of a reduced pixel: the mean of its pixels (a straddling pixel is split by the
     # renderer's edge split, when on, like any mixed pixel).
     small_coc = _reduce(coc, scale) / scale
-    rendered = layered_defocus(small, small_coc, **options)
+    rendered = render(small, small_coc, **options)
     enlarged = _enlarge(rendered, scale, (h, w))
     colour = enlarged[:, :c]
     share = _enlarge(F.max_pool2d(rendered[:, c:], 3, 1, 1), scale, (h, w)).clamp(0.0, 1.0)

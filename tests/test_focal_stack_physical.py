@@ -13,8 +13,8 @@ import torch
 
 from core.errors import InputError
 from core.focal_stack.deconvolution import layered_wiener
-from core.focal_stack.defocus_volume import (blurred_levels, check_blur_apart, coc_per_dioptre, disc_otf,
-                                             physical_depth)
+from core.focal_stack.defocus_volume import blurred_levels, check_blur_apart, coc_per_dioptre, physical_depth
+from core.focal_stack.otf import disc_otf
 from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.noise import noise_sigma, poisson_gaussian
 from core.focal_stack.synthetic import dioptre_spaced, noise_texture, render_stack, slanted_plane

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import check
-from .defocus_volume import _fft_size, disc_otf
+from .otf import _fft_size, disc_otf
 
 
 def layered_wiener(

@@ -51,12 +51,12 @@ from .focus_measures import focus_measure, luminance
 from ..box_filter import box_mean
 from .guided_filter import guided_filter, guided_filter_coefficients
 from .noise import noise_sigma
+from .otf import _fft_size, disc_otf
 from .slices import check_focus_distances, depth_from_dioptres, dioptres
 
 # Below this many pixels of blur between the nearest and the farthest focus, no depth can be told.
 MIN_BLUR_SPAN_PX = 1.0
 _STABILISE = 1e-3
-_JINC_SAMPLES = 16384  # offset of the square-root transform (scene-linear units)
 
 
 def coc_per_dioptre(lens: Lens, focus_distances: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -98,31 +98,6 @@ def blur_ladder(max_diameter: float, fine_step: float = 0.4, ratio: float = 1.15
     if len(levels) < 2:
         levels.append(fine_step)
     return torch.tensor(levels, dtype=torch.float64)
-
-
-def disc_otf(diameters: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Optical transfer function of uniform discs on an rfft2 grid: (L, height, width // 2 + 1).
-
-    A disc of diameter c has OTF 2 J1(pi c rho) / (pi c rho), rho the radial frequency in cycles
-    per pixel; c = 0 is the identity.
-    """
-    # |f_y| of rows k and height - k agree: compute rows 0..height // 2 and mirror the rest.
-    unique = height // 2 + 1
-    fy = torch.fft.fftfreq(height, dtype=torch.float32, device=diameters.device)[:unique].view(unique, 1)
-    fx = torch.fft.rfftfreq(width, dtype=torch.float32, device=diameters.device).view(1, -1)
-    rho = (fx * fx + fy * fy).sqrt()
-    x = math.pi * diameters.to(torch.float32).view(-1, 1, 1) * rho
-    # jinc from a fine table: a Bessel function per frequency and level costs ten times more.
-    x_max = float(x.max()) + 1e-3
-    table_x = torch.linspace(0.0, x_max, _JINC_SAMPLES, dtype=torch.float64, device=diameters.device)
-    safe = torch.where(table_x > 1e-6, table_x, torch.ones_like(table_x))
-    table = torch.where(table_x > 1e-6, 2.0 * torch.special.bessel_j1(safe) / safe, torch.ones_like(safe))
-    u = x * ((_JINC_SAMPLES - 1) / x_max)
-    i = u.long().clamp(max=_JINC_SAMPLES - 2)
-    t = u - i
-    table = table.to(torch.float32)
-    half = torch.lerp(table[i], table[i + 1], t)
-    return torch.cat([half, half[:, 1:height - height // 2].flip(1)], dim=1)
 
 
 def blurred_levels(image: torch.Tensor, diameters: torch.Tensor, prefilter_px: float = 0.0) -> torch.Tensor:
@@ -209,18 +184,6 @@ def parabola_peak(scores: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     interior = (best > 0) & (best < m - 1)
     offset = torch.where(interior, offset.clamp(-1.0, 1.0), torch.zeros_like(offset))
     return float(positions[0]) + (best.to(scores.dtype) + offset) * step
-
-
-def _fft_size(n: int) -> int:
-    """The smallest size >= n with no prime factor above 5 (fast for pocketfft)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
 
 
 def _defocus_pass(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey: torch.Tensor, inv: torch.Tensor,
