@@ -12,26 +12,14 @@ ratio to the target.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from core.errors import InputError
 from core.mono.network import MonoDepthNet, load_model
+from bench.timing import best_of
 
 CPU_TARGET_S = 0.5
-
-
-def best_of(repeats: int, run, sync=lambda: None) -> float:
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ only ever adds time):
 from __future__ import annotations
 
 import argparse
-import time
 
 import cv2
 import numpy as np
@@ -25,23 +24,12 @@ import torch
 
 from core.stereo.reference import motorcycle
 from core.stereo.sgbm import SGBMParams, _matcher, sgbm_disparity, to_matching_image
+from bench.timing import best_of
 
 SIZE = (960, 540)
 MAX_DISPARITY = 128
 SGBM_TARGET_S = 1.0
 GPU_TARGET_S = 0.015
-
-
-def best_of(repeats: int, run, sync=lambda: None) -> float:
-    run()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:

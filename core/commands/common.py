@@ -33,3 +33,21 @@ def check_memory(need_bytes: int, what: str) -> None:
     from ..memory import check_fits
 
     check_fits(need_bytes, what)
+
+
+def expand_files(given: list[str], extensions: tuple[str, ...], what: str) -> list[Path]:
+    """Files named by ``given``: files as they are, folders expanded to their files in name order."""
+    out: list[Path] = []
+    for text in given:
+        path = Path(text)
+        check(path.exists(), f"{what} not found: {path}")
+        if path.is_dir():
+            inside = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in extensions
+                            and not f.name.startswith("."))
+            check(bool(inside), f"folder {path} holds no {what}s ({', '.join(extensions)})")
+            out.extend(inside)
+        else:
+            check(path.suffix.lower() in extensions,
+                  f"unsupported {what} type {path.suffix or '(none)'} for {path}; use one of {', '.join(extensions)}")
+            out.append(path)
+    return out

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..pipelines.focus_track import CSV_HEADER, FocusTrackClipParams, FocusTrackParams
+from .common import expand_files
 from .options import add_options, params_from
 
 EPILOG = """\
@@ -92,26 +93,6 @@ def track_params(args: argparse.Namespace, width: int, height: int) -> FocusTrac
     return clip.for_size(width, height)
 
 
-def expand(given: list[str], extensions: tuple[str, ...], what: str) -> list[Path]:
-    """Files named by ``given``: files as they are, folders expanded to their files in name order."""
-    from ..errors import check
-
-    out: list[Path] = []
-    for text in given:
-        path = Path(text)
-        check(path.exists(), f"{what} not found: {path}")
-        if path.is_dir():
-            inside = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in extensions
-                            and not f.name.startswith("."))
-            check(bool(inside), f"folder {path} holds no {what}s ({', '.join(extensions)})")
-            out.extend(inside)
-        else:
-            check(path.suffix.lower() in extensions,
-                  f"unsupported {what} type {path.suffix or '(none)'} for {path}; use one of {', '.join(extensions)}")
-            out.append(path)
-    return out
-
-
 class LazyFrames:
     """A sequence that reads item ``i`` on demand (a few kept), checking every item's size
     against the first's: the clip never has to fit in memory."""
@@ -152,7 +133,7 @@ def open_frames(given: list[str]) -> tuple[Any, list[str]]:
 
         frames = read_frames(given[0])
         return frames, [f"frame_{i:05d}" for i in range(len(frames))]
-    paths = expand(given, IMAGE_EXTENSIONS, "frame")
+    paths = expand_files(given, IMAGE_EXTENSIONS, "frame")
     stems = [p.stem for p in paths]
     check(len(set(stems)) == len(stems), "two frames share a file name; refocused frames would overwrite each other")
     return LazyFrames(paths, read_image, "frame"), stems
@@ -170,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if args.refocus_out:
         check(not Path(args.refocus_out).is_file(), f"--refocus-out {args.refocus_out} is a file, not a folder")
     frames, names = open_frames(args.frames)
-    depth_paths = expand(args.depth, MAP_EXTENSIONS, "depth map")
+    depth_paths = expand_files(args.depth, MAP_EXTENSIONS, "depth map")
     check(len(depth_paths) == len(frames), f"{len(frames)} frames but {len(depth_paths)} depth maps")
     first = frames[0]
     size = (first.shape[1], first.shape[0])

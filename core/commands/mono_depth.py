@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ..pipelines.mono_depth import MonoDepthParams, run as run_pipeline
-from .common import add_nan_policy
+from .common import add_nan_policy, expand_files
 from .options import add_options, params_from
 
 FORMATS = ("exr", "pfm", "npy", "png")
@@ -69,23 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def expand_images(given: list[str]) -> list[Path]:
     """The image files named by ``given``: files as they are, folders expanded to their images in name order."""
-    from ..errors import check
-    from ..imageio import IMAGE_EXTENSIONS
+    from ..formats import IMAGE_EXTENSIONS
 
-    images: list[Path] = []
-    for text in given:
-        p = Path(text)
-        check(p.exists(), f"image file not found: {p}")
-        if p.is_dir():
-            inside = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
-                            and not f.name.startswith("."))
-            check(bool(inside), f"folder {p} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-            images.extend(inside)
-        else:
-            check(p.suffix.lower() in IMAGE_EXTENSIONS, f"unsupported image type {p.suffix or '(none)'} for {p}; "
-                                                        f"use one of {', '.join(IMAGE_EXTENSIONS)}")
-            images.append(p)
-    return images
+    return expand_files(given, IMAGE_EXTENSIONS, "image")
 
 
 def output_paths(target: str, images: list[Path], fmt: str, what: str) -> list[str]:
