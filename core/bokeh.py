@@ -53,10 +53,18 @@ def _bokeh_kernel_cached(diameter: float, blades: int, rotation: float, ratio: f
     if diameter <= 1.0:
         # A disc no wider than a pixel lies inside its own pixel: the identity.
         return torch.ones(1, 1)
+    size, x, y = _aperture_samples(diameter, ratio, flip)
+    inside = _inside(x, y, 0.5 * diameter, blades, rotation).to(torch.float64)
+    coverage = inside.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE).mean(dim=(1, 3))
+    return (coverage / coverage.sum()).to(torch.float32)
+
+
+def _aperture_samples(diameter: float, ratio: float, flip: bool) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """The kernel's side and the aperture coordinates (x right, y up, pixels) of its sub-pixel
+    samples, (size * S, size * S) each, pixel centres at integers."""
     size = kernel_size(diameter, ratio)
     half = size // 2
     s = _SUPERSAMPLE
-    # Sub-pixel sample positions, pixel centres at integers.
     offsets = (torch.arange(s, dtype=torch.float64) + 0.5) / s - 0.5
     coords = torch.arange(-half, half + 1, dtype=torch.float64)
     fine = (coords[:, None] + offsets[None, :]).reshape(-1)
@@ -65,9 +73,7 @@ def _bokeh_kernel_cached(diameter: float, blades: int, rotation: float, ratio: f
     y = -row  # image rows go down, the aperture's y goes up
     if flip:
         x, y = -x, -y
-    inside = _inside(x, y, 0.5 * diameter, blades, rotation).to(torch.float64)
-    coverage = inside.reshape(size, s, size, s).mean(dim=(1, 3))
-    return (coverage / coverage.sum()).to(torch.float32)
+    return size, x, y
 
 
 def bokeh_kernel(
@@ -180,16 +186,8 @@ def cats_eye_kernel(diameter: float, offset: tuple[float, float], blades: int = 
     """
     if diameter <= 1.0:
         return torch.ones(1, 1)
-    size = kernel_size(diameter, ratio)
-    half = size // 2
+    size, x, y = _aperture_samples(diameter, ratio, flip)
     s = _SUPERSAMPLE
-    offsets = (torch.arange(s, dtype=torch.float64) + 0.5) / s - 0.5
-    coords = torch.arange(-half, half + 1, dtype=torch.float64)
-    fine = (coords[:, None] + offsets[None, :]).reshape(-1)
-    row, col = torch.meshgrid(fine, fine, indexing="ij")
-    x, y = col * ratio, -row
-    if flip:
-        x, y = -x, -y
     radius = 0.5 * diameter
     inside = _inside(x, y, radius, blades, rotation)
     ox, oy = offset[0] * radius, offset[1] * radius
