@@ -157,14 +157,21 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.blender
 def test_three_runs_one_killed_then_resumed_equal_one_run(reference: Path, tmp_path: Path) -> None:
     root = tmp_path / "shared"
-    procs = [start(root) for _ in range(3)]
-    victim = procs[1]
-    # Kill the victim while it renders: it holds a claim and has a temporary folder.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
+    # The victim starts first, so that it surely holds a sample when the others join; it is killed
+    # while it renders one (it holds a claim and has a temporary folder), the three running at once.
+    victim = start(root)
+
+    def victim_holds(partial: bool) -> bool:
         held = [p for p in (io.claim_files(root) if root.is_dir() else [])
                 if f"-{victim.pid}-" in p.read_text(errors="replace")]
-        if held and any(f"-{victim.pid}-" in p.name for p in io.leftover_partials(root)):
+        return bool(held) and (not partial or any(f"-{victim.pid}-" in p.name for p in io.leftover_partials(root)))
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and victim.poll() is None and not victim_holds(False):
+        time.sleep(0.005)
+    procs = [start(root), victim, start(root)]
+    while time.monotonic() < deadline and victim.poll() is None:
+        if victim_holds(True):
             break
         time.sleep(0.005)
     assert victim.poll() is None, "the victim finished before it could be killed"
