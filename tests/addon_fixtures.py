@@ -512,12 +512,18 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def main() -> None:
+def serve(scenarios: dict[str, Callable[..., dict[str, Any]]]) -> None:
+    """The Blender side of :func:`run_session`: run the scenario named on the command line with
+    its JSON arguments and print its ``RESULT`` line (every session script's ``main``)."""
     scenario, args = sys.argv[1], json.loads(sys.argv[2])
     sys.path.insert(0, str(REPO))
-    result = SCENARIOS[scenario](**args)
+    result = scenarios[scenario](**args)
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def main() -> None:
+    serve(SCENARIOS)
 
 
 if __name__ == "__main__":

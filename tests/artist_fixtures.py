@@ -16,8 +16,6 @@ when the tree it composites holds none (the add-on's probes and the passes engin
 
 from __future__ import annotations
 
-import json
-import sys
 import threading
 import time
 from pathlib import Path
@@ -329,11 +327,7 @@ SCENARIOS = {f.__name__: f for f in (threaded, live, farm_scene, farm_script, fa
 
 
 def main() -> None:
-    scenario, args = sys.argv[1], json.loads(sys.argv[2])
-    sys.path.insert(0, str(af.REPO))
-    result = SCENARIOS[scenario](**args)
-    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    af.serve(SCENARIOS)
 
 
 if __name__ == "__main__":

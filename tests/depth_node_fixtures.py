@@ -13,7 +13,6 @@ values, RGBA for colours), and the composite through the render's own output.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -287,11 +286,7 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {f.__name__: f for f in (s
 
 
 def main() -> None:
-    scenario, args = sys.argv[1], json.loads(sys.argv[2])
-    sys.path.insert(0, str(af.REPO))
-    result = SCENARIOS[scenario](**args)
-    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    af.serve(SCENARIOS)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ outputs leave through File Output nodes, the composite through the render's own 
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +83,7 @@ def mono(out: str, model: str, onnx_model: str, junk_model: str) -> dict[str, An
 
 
 def main() -> None:
-    scenario, args = sys.argv[1], json.loads(sys.argv[2])
-    sys.path.insert(0, str(af.REPO))
-    assert scenario == "mono", scenario
-    result = mono(**args)
-    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
-    sys.stdout.flush()
+    af.serve({"mono": mono})
 
 
 if __name__ == "__main__":

@@ -108,14 +108,13 @@ def test_every_field_has_a_unit_or_help() -> None:
             assert p.help, f"{spec.name}.{p.name} has no help text"
 
 
-def test_every_refocus_node_maps_onto_its_op_spec() -> None:
+def test_every_refocus_node_maps_onto_its_op_spec(tmp_path: Path) -> None:
     """Sockets carry the spec's keys, and what a node sends in its default state is a valid
     request: every key a parameter of the op, every value of its type and range."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "contract_nodes_session.py")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    assert line is not None, proc.stderr[-3000:]
-    nodes = json.loads(line[len("RESULT "):])
+    from addon_fixtures import run_session
+
+    nodes = run_session("nodes", tmp_path, script=ROOT / "tests" / "contract_nodes_session.py")
+    nodes.pop("stderr")
     specs = all_specs()
     assert {n["op"] for n in nodes.values()} <= set(specs), "a node's op is missing from core"
     for idname, node in nodes.items():

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +34,11 @@ def _encoded(depth: np.ndarray, kind: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def node_params() -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "defocus_node_session.py")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-    assert line is not None, proc.stderr[-3000:]
-    return json.loads(line[len("RESULT "):])
+def node_params(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from addon_fixtures import run_session
+
+    return run_session("defocus_node", tmp_path_factory.mktemp("blender"),
+                       script=ROOT / "tests" / "defocus_node_session.py")
 
 
 @pytest.mark.parametrize("kind", ["normalised", "inverse", "disparity"])
