@@ -74,12 +74,6 @@ def sockets(op: str) -> tuple[tuple[Socket, ...], tuple[Socket, ...]]:
     return tuple(inputs), outputs
 
 
-def params(op: str) -> dict[str, dict[str, Any]]:
-    """``op``'s parameters by name (type, default, unit, help), as core declares them."""
-    spec = shipped()["ops"].get(op)
-    return {} if spec is None else {p["name"]: p for p in spec["params"]}
-
-
 def unavailable_reason(op: str, served: set[str] | None = None) -> str:
     """Why a node of ``op`` cannot compute ('' when it can): the shipped core, or the running worker
     (``served``: the ops of its ready message), lacks the op."""

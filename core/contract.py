@@ -28,7 +28,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
-from .errors import InputError, check, fail
+from .errors import check, fail
 
 PROTOCOL_VERSION = 2  # bump when a request, an answer or a spec's JSON changes shape
 REQUIRED = "required"  # a Param's default when the caller must give it
@@ -257,14 +257,6 @@ def all_specs() -> dict[str, OpSpec]:
                 fail(f"two pipelines declare the op {spec.name!r}")
             specs[spec.name] = spec
     return specs
-
-
-def spec(name: str) -> OpSpec:
-    """The spec of op ``name``; :class:`InputError` naming the ops there are if this core lacks it."""
-    specs = all_specs()
-    if name not in specs:
-        raise InputError(f"this Refocus core has no '{name}' operation; it has {', '.join(sorted(specs))}")
-    return specs[name]
 
 
 def specs_json() -> dict[str, Any]:

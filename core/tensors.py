@@ -20,7 +20,3 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """(1, C, H, W) tensor to (H, W, C) float32 numpy."""
     return tensor[0].detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0)
 
-
-def tensor_to_map(tensor: torch.Tensor) -> np.ndarray:
-    """(1, 1, H, W) tensor to (H, W) float32 numpy."""
-    return tensor[0, 0].detach().to("cpu", torch.float32).numpy()

@@ -55,8 +55,6 @@ class FocalStackDepthParams:
     device: str = param("auto", help="cpu, cuda, cuda:N, mps or auto")
 
     def __post_init__(self) -> None:
-        from ..contract import check_finite
-
         check(1 <= self.window_px <= MAX_WINDOW_PX, f"the focus-measure window must be 1 to {MAX_WINDOW_PX} "
                                                     f"pixels, got {self.window_px}")
         check_sensor(self.focal_length_mm, self.sensor_width_mm, None)
@@ -76,7 +74,6 @@ class FocalStackDepthParams:
               "the physical method needs the camera: give the focal length and the f-stop (and the sensor width)")
         check(self.align != "breathing" or (self.focal_length_mm is not None and self.focus_distances_m is not None),
               "breathing alignment needs the focal length and focus distances")
-        check_finite("the focal length", self.focal_length_mm)
         check_device(self.device)
 
     def distances(self, count: int) -> list[float] | None:
