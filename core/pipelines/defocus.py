@@ -11,7 +11,7 @@ Layered Defocus node::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from ..contract import Input, OpSpec, Output, check_finite, check_range, param
 from ..errors import check
 from . import ProgressFn, Result
 from .checks import SENSOR_FITS, check_device, check_sensor
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_K_MAX = 15  # core.defocus.DEFAULT_K_MAX (a test keeps them equal)
 MAX_BLADES = 100  # beyond this a polygon is a disc to the pixel
@@ -164,18 +167,16 @@ def depth_in_metres(depth: np.ndarray, params: LayeredDefocusParams, device=None
                      params.baseline_m, f_px)
 
 
-def focus_distance(depth: np.ndarray, params: LayeredDefocusParams, focus_input_m: float | None = None) -> float:
+def focus_distance(depth: "torch.Tensor", params: LayeredDefocusParams, focus_input_m: float | None = None) -> float:
     """The focus distance the render uses, metres: a linked value, else a picker on ``depth``
-    (H, W) planar metres (already converted from the depth type), else ``params.focus_distance_m``."""
-    import torch
-
+    (1, 1, H, W) planar metres (already converted from the depth type), else ``params.focus_distance_m``."""
     from ..optics import focus_distance_at, focus_distance_in_box
 
     if focus_input_m is not None:
         check_range("the linked focus distance (m)", focus_input_m, 0.0, low_open=True)
         return float(focus_input_m)
-    d = torch.from_numpy(np.ascontiguousarray(depth))[None, None]
-    h, w = depth.shape
+    d = depth
+    h, w = depth.shape[-2:]
     if params.focus_point is not None:
         fx, fy = params.focus_point
         return focus_distance_at(d, min(int(fx * w), w - 1), min(int(fy * h), h - 1), radius=2)
@@ -215,7 +216,7 @@ def run(image: np.ndarray, depth: np.ndarray, params: LayeredDefocusParams, prog
     device = pick_device(params.device)
     depth_t = depth_in_metres(depth, params, device)
     check_depth(depth_t)
-    focus = focus_distance(depth_t[0, 0].cpu().numpy(), params, focus_input_m)
+    focus = focus_distance(depth_t, params, focus_input_m)
     lens = Lens(focal_length_mm=params.focal_length_mm, f_stop=params.f_stop, focus_distance=focus,
                 sensor_width_mm=params.sensor_width_mm, sensor_height_mm=params.sensor_height_mm,
                 sensor_fit=params.sensor_fit, breathing=params.breathing, blades=params.blades,
