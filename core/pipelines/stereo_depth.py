@@ -87,7 +87,7 @@ SPEC = OpSpec(
 
 
 def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress: ProgressFn | None = None,
-        depth: bool = False, check_rectified: bool = True) -> Result:
+        depth: bool = False) -> Result:
     """Disparity of ``left`` against ``right`` ((H, W, C) scene-linear, the same size).
 
     Returns ``outputs``: ``disparity`` (H, W, 1) pixels, ``confidence`` (H, W, 1) in [0, 1], and
@@ -119,14 +119,13 @@ def run(left: np.ndarray, right: np.ndarray, params: StereoDepthParams, progress
                             f"up to {max_disparity}")
     check(max_disparity is None or max_disparity - params.min_disparity_px <= 2 * width,
           f"the disparity range {params.min_disparity_px}..{max_disparity} is far wider than the {width}-pixel image")
-    if check_rectified:
-        from ..stereo.strips import matching_image
+    from ..stereo.strips import matching_image
 
-        alignment = row_alignment(matching_image(left), matching_image(right))  # banded: no full-frame floats
-        if not alignment.rectified():
-            warnings.append(f"the pair does not look rectified: matched features differ by "
-                            f"{alignment.vertical_px:.1f} px vertically (median of {alignment.matches}); rectify "
-                            f"it first, or expect a poor disparity")
+    alignment = row_alignment(matching_image(left), matching_image(right))  # banded: no full-frame floats
+    if not alignment.rectified():
+        warnings.append(f"the pair does not look rectified: matched features differ by "
+                        f"{alignment.vertical_px:.1f} px vertically (median of {alignment.matches}); rectify "
+                        f"it first, or expect a poor disparity")
     if params.method == "sgbm":  # on the arrays as they are, in strips on large frames (bounded memory)
         from ..stereo.sgbm import SGBMParams
         from ..stereo.strips import sgbm_disparity_strips, strip_rows
