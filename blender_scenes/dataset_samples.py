@@ -38,7 +38,7 @@ from core.optics import depth_to_disparity
 from .dataset_io import FORMAT_VERSION, kind_info, load_renderer
 from .dataset_render import CameraState, DatasetRenderer, Quality, shake
 from .dataset_scenes import (CAMERAS, FOD_FOCUS_DISTANCES, DatasetScene, camera_scene, defocusnet_scene,
-                             deeplens_scene, inverse_uniform, random_camera, stereo_scene, sweep_scene)
+                             deeplens_scene, inverse_uniform, random_camera_for, stereo_scene, sweep_scene)
 
 FOCUS_MODES = ("fod", "even", "random")
 
@@ -61,8 +61,12 @@ class Options:
         frames, ramps: frames per ``sweep`` video and focus ramps across it.
         camera: ``defocusnet`` camera: ``fod`` FoD500's 2.9 mm lens; a name of
             :data:`dataset_scenes.CAMERAS` (issue 21's unseen cameras); ``random`` a camera drawn per
-            sample (:func:`dataset_scenes.random_camera`) with 3..``slices`` slices. Other than
-            ``fod``, focus ``fod`` means ``even`` over the camera's focus range.
+            sample (:func:`dataset_scenes.random_camera_for`: redrawn until it blurs its focus
+            range apart by 3 px) with 3..``slices`` slices. Other than ``fod``, focus ``fod``
+            means ``even`` over the camera's focus range.
+        independent_noise: every render of a ``defocusnet`` sample with its own Cycles seed. With
+            one seed the denoised noise pattern is the same, unblurred, in every slice and reads as
+            sharpness everywhere; a camera's noise is independent per exposure.
     """
 
     width: int = 256
@@ -78,6 +82,7 @@ class Options:
     frames: int = 16
     ramps: int = 2
     camera: str = "fod"
+    independent_noise: bool = False
 
     def describe(self, kind: str) -> dict[str, Any]:
         """The options that matter for ``kind``, for dataset.json."""
@@ -95,6 +100,8 @@ class Options:
         described = {**common, **{name: getattr(self, name) for name in per_kind}}
         if kind == "defocusnet" and self.camera != "fod":  # absent for fod: older datasets stay resumable
             described["camera"] = self.camera
+        if kind == "defocusnet" and self.independent_noise:  # likewise absent when off
+            described["independent_noise"] = True
         return described
 
 
@@ -139,7 +146,8 @@ def render_defocusnet(rng: np.random.Generator, split: str, seed: int, options: 
     if options.camera == "fod":
         scene = defocusnet_scene(rng, split, options.f_stop)
     else:
-        setup = random_camera(rng) if options.camera == "random" else CAMERAS[options.camera]
+        setup = (random_camera_for(rng, options.width, options.height) if options.camera == "random"
+                 else CAMERAS[options.camera])
         if options.f_stop is not None:
             setup = replace(setup, lens=replace(setup.lens, f_stop=options.f_stop))
         if options.camera == "random" and options.slices >= 3:
@@ -156,6 +164,8 @@ def render_defocusnet(rng: np.random.Generator, split: str, seed: int, options: 
         if options.shake_mm or options.shake_deg:
             location, rotation = shake(rng, options.shake_mm * 1e-3, options.shake_deg)
         state = CameraState(focus, None, options.breathing, location, rotation)
+        if options.independent_noise:
+            renderer.scene.cycles.seed = (seed + 1 + k) % 2**31
         view, record = renderer.render(state, f"slice_{k}")
         name = f"slice_{k:02d}.exr"
         write_colour(out / name, view.image)

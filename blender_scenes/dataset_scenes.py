@@ -301,6 +301,24 @@ def random_camera(rng: np.random.Generator) -> CameraSetup:
     return CameraSetup(Lens(focal, stop, near, sensor), near, far, (1.2 * near, 0.9), (0.5 * far, 1.2 * far))
 
 
+def blur_span_px(setup: CameraSetup, width: int, height: int) -> float:
+    """Pixels of blur that separate the stack's nearest and farthest focus: A f_px (1/near - 1/far)."""
+    lens = setup.lens
+    aperture_m = lens.focal_length_mm / lens.f_stop * 1e-3
+    return aperture_m * lens.focal_length_pixels(width, height) * (1.0 / setup.focus_near_m - 1.0 / setup.focus_far_m)
+
+
+def random_camera_for(rng: np.random.Generator, width: int, height: int, min_span_px: float = 3.0,
+                      tries: int = 50) -> CameraSetup:
+    """:func:`random_camera`, redrawn until it blurs its focus range apart by ``min_span_px`` at this
+    image size: a stack whose slices all look alike teaches nothing (and core refuses it)."""
+    for _ in range(tries):
+        setup = random_camera(rng)
+        if blur_span_px(setup, width, height) >= min_span_px:
+            return setup
+    return setup
+
+
 def camera_scene(rng: np.random.Generator, split: str, setup: CameraSetup) -> DatasetScene:
     """A ``defocusnet`` scene for ``setup``: a backdrop in its range and 8-20 objects between its
     nearest object depth and 0.9 of the backdrop's, in the split's look."""

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fod: FoD500's 2.9 mm f/1; unseen-50mm, unseen-phone: issue 21's held-out cameras; "
                         "random: a camera drawn per sample, 3..--slices slices (default fod)")
     d.add_argument("--breathing", action="store_true", help="focus breathing: field of view changes with focus")
+    d.add_argument("--independent-noise", action="store_true",
+                   help="a Cycles seed per render, so slices do not share one noise pattern")
     d.add_argument("--shake", type=float, nargs=2, default=(0.0, 0.0), metavar=("MM", "DEG"),
                    help="camera shake per slice, up to MM millimetres and DEG degrees (default none)")
     p.add_argument("--dof-renders", type=int, default=2, help="deeplens: depth-of-field renders per sample (default 2)")
@@ -143,7 +145,8 @@ def options_from(args: argparse.Namespace) -> Options:
                       threads=args.threads)
     return Options(width=width, height=height, quality=quality, slices=args.slices, focus=args.focus,
                    f_stop=args.f_stop, breathing=args.breathing, shake_mm=args.shake[0], shake_deg=args.shake[1],
-                   dof_renders=args.dof_renders, frames=args.frames, ramps=args.ramps, camera=args.camera)
+                   dof_renders=args.dof_renders, frames=args.frames, ramps=args.ramps, camera=args.camera,
+                   independent_noise=args.independent_noise)
 
 
 def colour_files(folder: Path, names: Sequence[str]) -> list[str]:
