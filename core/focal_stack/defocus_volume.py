@@ -37,6 +37,7 @@ range and slice count. Slices must be aligned (core.focal_stack.alignment), scen
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -186,11 +187,75 @@ def parabola_peak(scores: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     return float(positions[0]) + (best.to(scores.dtype) + offset) * step
 
 
-def _defocus_pass(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey: torch.Tensor, inv: torch.Tensor,
+@dataclass
+class DefocusVolume:
+    """The physical method's evidence before its read-out (what the camera-aware network reads).
+
+    Attributes:
+        scores: (M, 1, h, w) log-scores of the depth hypotheses at half resolution (h = ceil(H / 2)),
+            0 at each pixel's best; higher is more likely.
+        hypotheses: (M,) the hypotheses' inverse depths, dioptres, evenly spaced and ascending over
+            the focus range.
+        guide: (1, 1, h, w) sRGB luminance of the all-in-focus estimate, the aggregation's guide.
+        guide_full: (1, 1, H, W) the same at full resolution.
+        slices: (N, C, H, W) the stack, scene-linear, ordered far to near.
+        inverse_focus: (N,) the slices' focus in dioptres, ascending.
+        coc_per_dioptre: (N,) pixels of CoC diameter per dioptre of defocus of each slice.
+        radius, eps: the guided filter that brings half-resolution maps back to full resolution.
+    """
+
+    scores: torch.Tensor
+    hypotheses: torch.Tensor
+    guide: torch.Tensor
+    guide_full: torch.Tensor
+    slices: torch.Tensor
+    inverse_focus: torch.Tensor
+    coc_per_dioptre: torch.Tensor
+    radius: int
+    eps: float
+
+    def upsample(self, maps: torch.Tensor) -> torch.Tensor:
+        """(1, C, h, w) half-resolution maps to (1, C, H, W), edge-aware: the fast guided filter's
+        (a, b) fitted at half resolution against :attr:`guide`, applied to :attr:`guide_full`."""
+        h, w = self.guide_full.shape[-2:]
+        a, b = guided_filter_coefficients(self.guide, maps, self.radius, self.eps)
+        return (F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False) * self.guide_full
+                + F.interpolate(b, size=(h, w), mode="bilinear", align_corners=False))
+
+    def read_out(self, inverse_half: torch.Tensor, spread_half: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Half-resolution inverse depth and spread (1, 1, h, w), dioptres, to full resolution,
+        the depth clamped to the focus range."""
+        full = self.upsample(torch.cat([inverse_half, spread_half], dim=1))
+        inv = self.inverse_focus
+        return full[:, :1].clamp(float(inv.min()), float(inv.max())), full[:, 1:].clamp_min(0.0)
+
+    def result(self, inverse: torch.Tensor, spread: torch.Tensor, dtype: torch.dtype) -> FocusResult:
+        """The :class:`FocusResult` of full-resolution inverse depth and spread (1, 1, H, W),
+        dioptres: the all-in-focus image takes each pixel from the slices its depth blurs least."""
+        n = self.slices.shape[0]
+        device = self.slices.device
+        blur = self.coc_per_dioptre.to(device=device, dtype=torch.float32).view(n, 1, 1, 1) * (
+            self.inverse_focus.to(device=device, dtype=torch.float32).view(n, 1, 1, 1) - inverse).abs()
+        weights = torch.softmax(-0.5 * blur * blur, dim=0)
+        aif = (weights * self.slices).sum(dim=0, keepdim=True)
+        inv = self.inverse_focus
+        flat = max((float(inv.max()) - float(inv.min())) / math.sqrt(12.0), 1e-9)
+        return FocusResult(
+            depth=depth_from_dioptres(inverse).to(dtype),
+            all_in_focus=aif.to(dtype),
+            confidence=(1.0 - spread / flat).clamp(0.0, 1.0).to(dtype),
+            uncertainty=inverse_to_metres(spread, inverse).to(dtype),
+            inverse_uncertainty=spread.to(dtype),
+        )
+
+
+def _score_volume(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey: torch.Tensor, inv: torch.Tensor,
                   k: torch.Tensor, hyp: torch.Tensor, residual_blur: bool, radius: int, eps: float,
                   coarse_weight: float, contrast: float, focus_weight: float,
-                  tau: float, prefilter_px: float = 0.0, balance: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pass of the cost volume: (inverse depth, spread), both (1, 1, H, W) dioptres.
+                  tau: float, prefilter_px: float = 0.0,
+                  balance: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One pass of the cost volume: the log-scores (M, 1, H/2, W/2) and the guides at half and
+    full resolution (sRGB luminance of ``aif_grey``).
 
     ``g_slices`` (N, 1, H, W) square-root luminance; ``log_focus_half`` (N, 1, H/2, W/2) log focus
     measures; ``aif_grey`` (1, 1, H, W) linear luminance of the all-in-focus estimate, blurred by
@@ -246,18 +311,18 @@ def _defocus_pass(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey
     if focus_weight > 0:
         focus_scores = interpolate_slices(aggregated[m:, None], inv.to(device), hyp.to(device))
         scores = scores + focus_weight * (focus_scores - focus_scores.amax(dim=0, keepdim=True))
+    return scores, guide, guide_full
 
-    hyp_d = hyp.to(device=device, dtype=torch.float32)
+
+def peak_and_spread(scores: torch.Tensor, hypotheses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The physical read-out of (M, 1, h, w) log-scores over ``hypotheses`` (M,) dioptres: the
+    parabola-refined best hypothesis and the softmax's spread about it, both (1, 1, h, w) dioptres."""
+    hyp_d = hypotheses.to(device=scores.device, dtype=torch.float32)
     inverse_half = parabola_peak(scores, hyp_d)
-    spread_half = spread_over(torch.softmax(scores, dim=0), hyp_d, inverse_half)
-    # Back to full resolution by the fast guided filter: (a, b) fitted at half resolution.
-    a, b = guided_filter_coefficients(guide, torch.cat([inverse_half, spread_half], dim=1), radius, eps)
-    full = (F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False) * guide_full
-            + F.interpolate(b, size=(h, w), mode="bilinear", align_corners=False))
-    return full[:, :1].clamp(float(inv.min()), float(inv.max())), full[:, 1:].clamp_min(0.0)
+    return inverse_half, spread_over(torch.softmax(scores, dim=0), hyp_d, inverse_half)
 
 
-def physical_depth(
+def physical_volume(
     stack: torch.Tensor,
     focus_distances: Sequence[float] | torch.Tensor,
     lens: Lens | None = None,
@@ -276,8 +341,8 @@ def physical_depth(
     balance: bool = False,
     aif_sharpness: float = 4.0,
     sharp_image: torch.Tensor | None = None,
-) -> FocusResult:
-    """Depth, all-in-focus image, confidence and uncertainty from a focal stack and its camera.
+) -> DefocusVolume:
+    """The physical cost volume of a focal stack and its camera (see :func:`physical_depth`).
 
     Args:
         stack: (N, C, H, W) aligned slices, scene-linear, N >= 2.
@@ -303,8 +368,8 @@ def physical_depth(
             as sharp (e.g. a video's previous frame); default: the stack's own estimate.
 
     Returns:
-        :class:`FocusResult` with depth in metres, ``uncertainty`` in metres (one standard
-        deviation) and ``inverse_uncertainty`` in dioptres.
+        :class:`DefocusVolume`: the last pass's scores over the hypotheses, and what reading them
+        out needs.
     """
     from .deconvolution import layered_wiener
 
@@ -327,7 +392,7 @@ def physical_depth(
 
     order = torch.argsort(inv_all)  # far (small dioptres) to near
     inv, k = inv_all[order], k_all[order]
-    device, dtype = stack.device, stack.dtype
+    device = stack.device
     slices = stack[order.to(device)]
     hyp = default_hypotheses(inv, k) if hypotheses is None else torch.linspace(
         float(inv.min()), float(inv.max()), max(3, int(hypotheses)), dtype=torch.float64)
@@ -346,23 +411,32 @@ def physical_depth(
         aif_grey, residual = luminance(sharp_image.to(device=device)).to(torch.float32), False
     else:
         aif_grey, residual = luminance(all_in_focus(slices, raw, aif_sharpness)).to(torch.float32), True
-    inverse, spread = _defocus_pass(g_slices, log_focus_half, aif_grey, inv, k, hyp, residual, **settings)
-    if passes == 2:
-        # Linear-domain noise over signal, squared, raises lambda on noisy stacks.
-        lam = noise_to_signal + float(noise_sigma(grey).pow(2).mean()) / max(float(grey.mean()) ** 2, 1e-8)
-        sharp = layered_wiener(grey, inv, k, inverse, noise_to_signal=lam)
-        inverse, spread = _defocus_pass(g_slices, log_focus_half, sharp, inv, k, hyp, False, **settings)
-    flat = max((float(inv.max()) - float(inv.min())) / math.sqrt(12.0), 1e-9)
 
-    # All-in-focus from the depth: each pixel from the slices its depth blurs least.
-    blur = k.to(device=device, dtype=torch.float32).view(n, 1, 1, 1) * (
-        inv.to(device=device, dtype=torch.float32).view(n, 1, 1, 1) - inverse).abs()
-    weights = torch.softmax(-0.5 * blur * blur, dim=0)
-    aif = (weights * slices).sum(dim=0, keepdim=True)
-    return FocusResult(
-        depth=depth_from_dioptres(inverse).to(dtype),
-        all_in_focus=aif.to(dtype),
-        confidence=(1.0 - spread / flat).clamp(0.0, 1.0).to(dtype),
-        uncertainty=inverse_to_metres(spread, inverse).to(dtype),
-        inverse_uncertainty=spread.to(dtype),
-    )
+    def volume(scores: torch.Tensor, guide: torch.Tensor, guide_full: torch.Tensor) -> DefocusVolume:
+        return DefocusVolume(scores, hyp, guide, guide_full, slices, inv, k, r, eps)
+
+    first = volume(*_score_volume(g_slices, log_focus_half, aif_grey, inv, k, hyp, residual, **settings))
+    if passes == 1:
+        return first
+    inverse, _ = first.read_out(*peak_and_spread(first.scores, hyp))
+    # Linear-domain noise over signal, squared, raises lambda on noisy stacks.
+    lam = noise_to_signal + float(noise_sigma(grey).pow(2).mean()) / max(float(grey.mean()) ** 2, 1e-8)
+    sharp = layered_wiener(grey, inv, k, inverse, noise_to_signal=lam)
+    return volume(*_score_volume(g_slices, log_focus_half, sharp, inv, k, hyp, False, **settings))
+
+
+def physical_depth(stack: torch.Tensor, focus_distances: Sequence[float] | torch.Tensor, lens: Lens | None = None,
+                   **options) -> FocusResult:
+    """Depth, all-in-focus image, confidence and uncertainty from a focal stack and its camera.
+
+    ``stack``, ``focus_distances``, ``lens`` and the keyword options are :func:`physical_volume`'s;
+    the depth is its scores' best hypothesis refined by a parabola, the uncertainty their softmax's
+    spread, both brought to full resolution by the guided filter.
+
+    Returns:
+        :class:`FocusResult` with depth in metres, ``uncertainty`` in metres (one standard
+        deviation) and ``inverse_uncertainty`` in dioptres.
+    """
+    volume = physical_volume(stack, focus_distances, lens, **options)
+    inverse, spread = volume.read_out(*peak_and_spread(volume.scores, volume.hypotheses))
+    return volume.result(inverse, spread, stack.dtype)
