@@ -8,7 +8,7 @@ import numpy as np
 
 from blender_scenes import dataset_io as io
 from blender_scenes.dataset_samples import Options, focus_distances
-from blender_scenes.dataset_scenes import CAMERAS, camera_scene, random_camera
+from blender_scenes.dataset_scenes import CAMERAS, blur_span_px, camera_scene, random_camera, random_camera_for
 
 
 def test_unseen_cameras_are_the_issues_and_focus_evenly_in_dioptres():
@@ -43,3 +43,22 @@ def test_random_cameras_span_phone_to_full_frame_within_the_issues_ranges():
         scene = camera_scene(np.random.default_rng(1), "train", s)
         depths = [p.item.location[1] for p in scene.objects]
         assert min(depths[1:]) >= s.objects_m[0] - 1e-9 and depths[0] >= s.backdrop_m[0]
+
+
+def test_random_cameras_for_an_image_size_blur_their_range_apart():
+    """At 256x192 a fair share of raw draws (a small sensor stopped down, a far focus range) blur
+    the range apart by under 3 px; the generator redraws them, and the span it reports is the
+    thin lens's A f_px (1/near - 1/far)."""
+    raw = [random_camera(np.random.default_rng(s)) for s in range(200)]
+    assert sum(blur_span_px(s, 256, 192) < 3.0 for s in raw) > 10
+    drawn = [random_camera_for(np.random.default_rng(s), 256, 192) for s in range(200)]
+    assert all(blur_span_px(s, 256, 192) >= 3.0 for s in drawn)
+    s = drawn[0]
+    f_px = s.lens.focal_length_mm / s.lens.sensor_width_mm * 256
+    expected = s.lens.focal_length_mm / s.lens.f_stop * 1e-3 * f_px * (1 / s.focus_near_m - 1 / s.focus_far_m)
+    assert math.isclose(blur_span_px(s, 256, 192), expected, rel_tol=1e-9)
+
+
+def test_independent_noise_is_described_only_when_on():
+    assert "independent_noise" not in Options(camera="random").describe("defocusnet")
+    assert Options(camera="random", independent_noise=True).describe("defocusnet")["independent_noise"] is True
