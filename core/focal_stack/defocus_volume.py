@@ -202,6 +202,9 @@ class DefocusVolume:
         inverse_focus: (N,) the slices' focus in dioptres, ascending.
         coc_per_dioptre: (N,) pixels of CoC diameter per dioptre of defocus of each slice.
         radius, eps: the guided filter that brings half-resolution maps back to full resolution.
+        focus_scores: (M, 1, h, w) the depth-from-focus part of :attr:`scores` (the aggregated log
+            focus measures interpolated to the hypotheses, 0 at each pixel's best, unweighted), or
+            None when the focus measures were not used.
     """
 
     scores: torch.Tensor
@@ -213,6 +216,7 @@ class DefocusVolume:
     coc_per_dioptre: torch.Tensor
     radius: int
     eps: float
+    focus_scores: torch.Tensor | None = None
 
     def upsample(self, maps: torch.Tensor) -> torch.Tensor:
         """(1, C, h, w) half-resolution maps to (1, C, H, W), edge-aware: the fast guided filter's
@@ -253,9 +257,9 @@ def _score_volume(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey
                   k: torch.Tensor, hyp: torch.Tensor, residual_blur: bool, radius: int, eps: float,
                   coarse_weight: float, contrast: float, focus_weight: float,
                   tau: float, prefilter_px: float = 0.0,
-                  balance: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One pass of the cost volume: the log-scores (M, 1, H/2, W/2) and the guides at half and
-    full resolution (sRGB luminance of ``aif_grey``).
+                  balance: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One pass of the cost volume: the log-scores (M, 1, H/2, W/2), the guides at half and full
+    resolution (sRGB luminance of ``aif_grey``) and the focus-measure part of the scores.
 
     ``g_slices`` (N, 1, H, W) square-root luminance; ``log_focus_half`` (N, 1, H/2, W/2) log focus
     measures; ``aif_grey`` (1, 1, H, W) linear luminance of the all-in-focus estimate, blurred by
@@ -308,10 +312,12 @@ def _score_volume(g_slices: torch.Tensor, log_focus_half: torch.Tensor, aif_grey
     cost = aggregated[:m, None].clamp_min(0.0)
     best = cost.min(dim=0, keepdim=True).values
     scores = -contrast * (cost - best) / (best + tau)
+    focus_scores = None
     if focus_weight > 0:
         focus_scores = interpolate_slices(aggregated[m:, None], inv.to(device), hyp.to(device))
-        scores = scores + focus_weight * (focus_scores - focus_scores.amax(dim=0, keepdim=True))
-    return scores, guide, guide_full
+        focus_scores = focus_scores - focus_scores.amax(dim=0, keepdim=True)
+        scores = scores + focus_weight * focus_scores
+    return scores, guide, guide_full, focus_scores
 
 
 def peak_and_spread(scores: torch.Tensor, hypotheses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -412,8 +418,9 @@ def physical_volume(
     else:
         aif_grey, residual = luminance(all_in_focus(slices, raw, aif_sharpness)).to(torch.float32), True
 
-    def volume(scores: torch.Tensor, guide: torch.Tensor, guide_full: torch.Tensor) -> DefocusVolume:
-        return DefocusVolume(scores, hyp, guide, guide_full, slices, inv, k, r, eps)
+    def volume(scores: torch.Tensor, guide: torch.Tensor, guide_full: torch.Tensor,
+               focus_scores: torch.Tensor | None) -> DefocusVolume:
+        return DefocusVolume(scores, hyp, guide, guide_full, slices, inv, k, r, eps, focus_scores)
 
     first = volume(*_score_volume(g_slices, log_focus_half, aif_grey, inv, k, hyp, residual, **settings))
     if passes == 1:
