@@ -19,7 +19,12 @@ MAX_SLICES = 8
 METHODS = (("CLASSICAL", "Classical", "Depth from focus: a focus measure per slice, sub-slice fit, guided filter"),
            ("PHYSICAL", "Physical", "Depth from the camera's own blur (focal length, f-stop, sensor width); in Video "
                                     "mode fused over the frames"),
-           ("LEARNED", "Learned", "FocalStackNet with the shipped weights (models/weights/dff_guided.pt)"))
+           ("LEARNED", "Learned", "FocalStackNet with the shipped weights (models/weights/dff_guided.pt), trained on "
+                                  "one phone-like camera"),
+           ("LEARNED_CAMERA", "Learned, Any Camera", "CameraNet over the physical cost volume, for any camera "
+                                                     "(focal length, f-stop, sensor width; models/weights/"
+                                                     "dff_camera.pt)"))
+CAMERA_METHODS = {"PHYSICAL", "LEARNED_CAMERA"}  # the methods that need the f-stop and sensor
 MODES = (("STACK", "Stack", "One slice per Slice input"),
          ("VIDEO", "Video", "A focus sweep: one movie or image sequence on Slice 1, depth for the frame shown"))
 FOCUS_SOURCES = (("LIST", "List", "Focus distances typed in the node, metres, comma separated"),
@@ -104,10 +109,10 @@ class FocalStackDepthNode(RefocusNode):
                                 description="Lens focal length, millimetres: sets how much focus breathing "
                                             "to undo")
     f_stop: FloatProperty(name="F-Stop", default=2.8, min=0.1, soft_max=64.0, step=10, precision=1,
-                          update=request_update, description="Aperture f-number (the physical method)")
+                          update=request_update, description="Aperture f-number (the physical and any-camera methods)")
     sensor_width: FloatProperty(name="Sensor Width", default=36.0, min=1.0, soft_max=100.0, unit="CAMERA",
-                                update=request_update, description="Sensor width, millimetres (the physical "
-                                                                   "method)")
+                                update=request_update, description="Sensor width, millimetres (the physical and "
+                                                                   "any-camera methods)")
     align: EnumProperty(name="Align", items=ALIGNMENTS, default="AUTO", update=request_update)
 
     def init(self, context: bpy.types.Context) -> None:
@@ -134,13 +139,17 @@ class FocalStackDepthNode(RefocusNode):
         return parse_distances(self.focus_distances, "Focus Distances") or None
 
     def lens(self, ctx: FrameContext) -> dict[str, Any]:
-        """Focal length (always), f-stop and sensor width (the physical method), the scene camera's or the node's."""
+        """Focal length (always), f-stop and sensor width (the camera methods), the scene camera's or the node's."""
         data = active_camera(ctx.scene, ctx.depsgraph, "the focal length")[1] if self.use_scene_camera else None
         out: dict[str, Any] = {"focal_length_mm": float(data.lens) if data is not None else self.focal_length}
-        if self.method == "PHYSICAL":
+        if self.method in CAMERA_METHODS:
             out["f_stop"] = float(data.dof.aperture_fstop) if data is not None else self.f_stop
             out["sensor_width_mm"] = float(data.sensor_width) if data is not None else self.sensor_width
         return out
+
+    def method_name(self) -> str:
+        """The op's name of the node's method (``LEARNED_CAMERA`` is ``learned-camera``)."""
+        return self.method.lower().replace("_", "-")
 
     def parameters(self, ctx: FrameContext) -> dict[str, Any]:
         if self.mode == "VIDEO":
@@ -150,7 +159,7 @@ class FocalStackDepthNode(RefocusNode):
             gap = next(k for k in range(len(linked)) if k not in linked)
             raise RefocusError(f"Slice {gap + 1} is not connected but Slice {linked[-1] + 1} is; connect the slices "
                                "in order, from Slice 1")
-        return {"method": self.method.lower(), "focus_distances_m": self.distances(ctx), **self.lens(ctx),
+        return {"method": self.method_name(), "focus_distances_m": self.distances(ctx), **self.lens(ctx),
                 "align": self.align.lower(), "device": ctx.device}
 
     # ------------------------------------------------------------------------------ video mode
@@ -207,7 +216,7 @@ class FocalStackDepthNode(RefocusNode):
 
     def video_parameters(self, ctx: FrameContext) -> dict[str, Any]:
         stack, index, scene_frames = self.clip(ctx)
-        params: dict[str, Any] = {"stack": stack, "frame": str(index), "method": self.method.lower(),
+        params: dict[str, Any] = {"stack": stack, "frame": str(index), "method": self.method_name(),
                                   **self.lens(ctx), "align": self.align.lower(), "device": ctx.device}
         if self.focus_source == "CAMERA":
             camera = self.focus_camera(ctx)
@@ -261,7 +270,7 @@ class FocalStackDepthNode(RefocusNode):
         col = layout.column(align=True)
         col.enabled = not self.use_scene_camera
         col.prop(self, "focal_length")
-        if self.method == "PHYSICAL":
+        if self.method in CAMERA_METHODS:
             col.prop(self, "f_stop")
             col.prop(self, "sensor_width")
         layout.prop(self, "align")

@@ -8,7 +8,8 @@ Times (the minimum of several runs, as the CPU is shared) of:
 * alignment: the breathing warp alone and ECC refinement with each motion model (seed 004 reports
   0.87 s for its homography baseline on a Ryzen 3600 and 0.09 s for its network on a GPU);
 * the physical cost volume (core.focal_stack.defocus_volume), one and two passes;
-* FocalStackNet inference (tiny and full; weights do not change the time).
+* FocalStackNet inference (tiny and full; weights do not change the time);
+* the camera-aware learned method (the physical cost volume read out by CameraNet), end to end.
 
 Targets (issues 6 and 21): classical and physical <= 1 s on the 2-core CPU; learned <= 3 s on the
 CPU, <= 20 ms on an H100.
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 
 from core.focal_stack.alignment import align_stack, breathing_scales, scale_about_centre, warp_images
+from core.focal_stack.camera_learned import camera_learned_depth
+from core.focal_stack.camera_net import CameraNet, CameraNetConfig
 from core.focal_stack.defocus_volume import physical_depth
 from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.focus_measures import MEASURES
@@ -107,6 +110,16 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.synchronize()
             t = best_of(run, max(2, args.repeats // 2))
         print(f"  {name:<24} {t * 1e3:8.1f} ms  ({t / peer:5.1f}x the peer)")
+
+    print("\ncamera-aware learned method (physical cost volume + CameraNet; target <= 3000 ms on the CPU):")
+    camera_net = CameraNet(CameraNetConfig(width=12)).to(device).eval()  # the shipped width
+
+    def learned_camera() -> None:
+        camera_learned_depth(stack, focus, lens, camera_net)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    t = best_of(learned_camera, max(2, args.repeats // 2))
+    print(f"  {'end to end':<24} {t * 1e3:8.1f} ms  ({t / peer:5.1f}x the peer)")
     return 0
 
 

@@ -29,8 +29,9 @@ interpolated in dioptres). A folder's own {FOCUS_FILE} is used when neither is g
 distances, depth comes out as a fractional slice index (classical method only).
 Outputs: --depth, --confidence and --uncertainty as .exr/.pfm/.npy (metres, [0, 1], metres);
 --aif (optional) as any image; no two the same file, all checked before any work and written
-together at the end. --method physical reads the camera: give --focal-length, --f-stop and
---sensor-width; a camera that blurs the focus range apart by under a pixel is refused.
+together at the end. --method physical and --method learned-camera read the camera: give
+--focal-length, --f-stop and --sensor-width; a camera that blurs the focus range apart by under a
+pixel is refused.
 Large stacks (over 512 MiB of slices) with the classical method and no alignment (--align none,
 or auto without --focal-length) run in bands of rows: memory stays bounded whatever the number of
 slices. A job that would need more memory than is free (or than $REFOCUS_MEMORY_LIMIT, e.g. 4G)
@@ -47,6 +48,8 @@ examples:
       --depth out/depth_###.exr --aif out/aif_###.png
   python -m core focal-stack-depth --stack folder/ --method physical --focal-length 50 --f-stop 2 \\
       --depth depth.exr --uncertainty sigma.exr
+  python -m core focal-stack-depth --stack folder/ --method learned-camera --focal-length 4.3 \\
+      --f-stop 1.8 --sensor-width 5.6 --depth depth.exr
 """
 
 

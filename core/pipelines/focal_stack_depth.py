@@ -3,7 +3,8 @@
 The one pipeline behind ``python -m core focal-stack-depth``, the worker's ``focal_stack_depth``
 op and the Focal Stack Depth node. Slices are aligned first (focus breathing undone from the focal
 length and focus distances, then a translation, affine or homography refinement for hand-held
-stacks), then read by the classical focus measures or the learned FocalStackNet.
+stacks), then read by the classical focus measures, the physical cost volume of the camera's own
+blur, the learned FocalStackNet, or CameraNet over that cost volume (any camera).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 MAX_SLICES = 8  # the node's Slice sockets; the command line takes any number
 MAX_WINDOW_PX = 255
 BANDED_BYTES = 512 * 2**20  # unaligned classical stacks larger than this (float32) run band by band
+CAMERA_METHODS = ("physical", "learned-camera")  # the methods that compute the camera's blur
+LEARNED_METHODS = ("learned", "learned-camera")
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,12 @@ class FocalStackDepthParams:
                                                                 "correction")
     f_stop: float | None = param(None, help="aperture f-number (reports how well the stack resolves depth)")
     sensor_width_mm: float = param(36.0, unit="mm", help="sensor width")
-    method: Literal["classical", "physical", "learned"] = param(
+    method: Literal["classical", "physical", "learned", "learned-camera"] = param(
         "classical", help="classical (focus measures, fast), physical (a cost volume from the camera's own blur: "
-                          "needs the focal length and f-stop) or learned (FocalStackNet)")
-    weights: str | None = param(None, help="FocalStackNet weights for the learned method (default: the shipped ones)")
+                          "needs the focal length and f-stop), learned (FocalStackNet, trained on one phone-like "
+                          "camera) or learned-camera (CameraNet over the physical cost volume: any camera, needs "
+                          "the focal length and f-stop)")
+    weights: str | None = param(None, help="network weights for the learned methods (default: the shipped ones)")
     align: Literal["auto", "none", "breathing", "translation", "affine", "homography"] = param(
         "auto", help="alignment: auto = breathing + translation with the focal length, none without; "
                      "affine/homography for hand-held stacks")
@@ -61,7 +66,7 @@ class FocalStackDepthParams:
         check_range("the f-stop", self.f_stop, 0.0, 1000.0, low_open=True)
         check(self.frames_window is None or self.frames_window >= 1,
               f"the frames window must be at least 1, got {self.frames_window}")
-        check(self.method == "learned" or self.weights is None, "weights are for the learned method")
+        check(self.method in LEARNED_METHODS or self.weights is None, "weights are for the learned methods")
         if self.focus_distances_m is not None:
             for d in self.focus_distances_m:
                 check(d == d, "focus distances must be numbers, got NaN")
@@ -70,8 +75,9 @@ class FocalStackDepthParams:
         check(self.focus_distances_m is not None or self.method == "classical"
               or getattr(self, "focus_file", None) is not None,  # a clip's focus file is read by the worker
               f"the {self.method} method needs focus distances")
-        check(self.method != "physical" or (self.focal_length_mm is not None and self.f_stop is not None),
-              "the physical method needs the camera: give the focal length and the f-stop (and the sensor width)")
+        check(self.method not in CAMERA_METHODS or (self.focal_length_mm is not None and self.f_stop is not None),
+              f"the {self.method} method needs the camera: give the focal length and the f-stop (and the sensor "
+              "width)")
         check(self.align != "breathing" or (self.focal_length_mm is not None and self.focus_distances_m is not None),
               "breathing alignment needs the focal length and focus distances")
         check_device(self.device)
@@ -178,6 +184,12 @@ def estimate(stack: "torch.Tensor", distances: list[float] | None, params: Focal
             from .networks import network
 
             return learned.learned_depth(stack, distances, network(learned, device, params.weights))
+        if params.method == "learned-camera":
+            from ..focal_stack import camera_learned
+            from .networks import network
+
+            model = network(camera_learned, device, params.weights)
+            return camera_learned.camera_learned_depth(stack, distances, camera_lens(params), model)
         if params.method == "physical":
             from ..focal_stack.defocus_volume import physical_depth
 

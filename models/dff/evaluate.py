@@ -24,6 +24,8 @@ from torch.utils.data import Dataset
 from blender_scenes.dataset_preview import depth_tile
 from blender_scenes.sheet import caption, grid, tile, write_png
 from core.errors import InputError
+from core.focal_stack.camera_learned import camera_learned_depth
+from core.focal_stack.camera_learned import load_model as load_camera_model
 from core.focal_stack.defocus_volume import physical_depth
 from core.focal_stack.depth_from_focus import depth_from_focus
 from core.focal_stack.learned import learned_depth, load_model
@@ -35,15 +37,17 @@ from .data import open_source
 
 # Methods a table can hold: the short argmax baseline (modified Laplacian, argmax, parabolic fit in
 # dioptres: depth_from_focus without its guided filter), the classical method, the physical one
-# (core.focal_stack.defocus_volume, given the sample's camera) and the network.
-METHODS = ("argmax", "classical", "physical", "learned")
+# (core.focal_stack.defocus_volume, given the sample's camera), FocalStackNet and CameraNet (given
+# the sample's camera).
+METHODS = ("argmax", "classical", "physical", "learned", "learned-camera")
 
 
 def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.device | str = "cpu", label: str = "",
              limit: int | None = None, table: MetricTable | None = None, grid_rows: list | None = None,
              suffix: str = "", grid_limit: int = 4, methods: tuple[str, ...] = ("classical", "learned"),
-             noise: tuple[float, float] | None = None) -> MetricTable:
-    """Score ``methods`` (``learned`` only with a ``model``) on ``dataset``; returns the table.
+             noise: tuple[float, float] | None = None, camera_model: torch.nn.Module | None = None) -> MetricTable:
+    """Score ``methods`` (``learned`` only with a ``model``, ``learned-camera`` only with a
+    ``camera_model``) on ``dataset``; returns the table.
 
     ``grid_rows``, when a list, receives up to ``grid_limit`` preview rows of tiles from this
     dataset. ``suffix`` is appended to the row names (e.g. the split). ``noise`` (gain, read noise)
@@ -68,10 +72,14 @@ def evaluate(model: torch.nn.Module | None, dataset: Dataset, device: torch.devi
                 results[method] = depth_from_focus(stack, fd.tolist(), radius=0)
             elif method == "classical":
                 results[method] = depth_from_focus(stack, fd.tolist())
-            elif method == "physical":
+            elif method in ("physical", "learned-camera"):
                 k = sample.get("coc_px_per_dioptre", sample.get("defocus_scale"))
                 try:
-                    results[method] = physical_depth(stack, fd.tolist(), coc_per_dioptre_px=k)
+                    if method == "physical":
+                        results[method] = physical_depth(stack, fd.tolist(), coc_per_dioptre_px=k)
+                    elif camera_model is not None:
+                        results[method] = camera_learned_depth(stack, fd.tolist(), model=camera_model,
+                                                               coc_per_dioptre_px=k)
                 except InputError:  # a camera that cannot blur the range apart: the classical answer
                     results[method] = depth_from_focus(stack, fd.tolist())
                     table.add(f"{method}{suffix}", {"refused": torch.ones(1, dtype=torch.float64)})
@@ -102,7 +110,7 @@ def _preview_row(sample: dict[str, torch.Tensor], results: dict, near: float, fa
            caption(depth_tile(sample["depth"][0].numpy(), near, far), "ground truth")]
     for name, result in results.items():
         row.append(caption(depth_tile(result.depth[0, 0].cpu().numpy(), near, far), f"{name} depth"))
-    best = results.get("learned", results.get("physical", next(iter(results.values()))))
+    best = results.get("learned-camera", results.get("learned", results.get("physical", next(iter(results.values())))))
     row.append(caption(tile(hwc(best.all_in_focus[0])), "all-in-focus"))
     return row
 
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.dff.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--data", action="append", required=True, help="a held-out split folder or synthetic:COUNT")
     p.add_argument("--weights", help="FocalStackNet weights (default: the shipped ones)")
+    p.add_argument("--camera-weights", help="CameraNet weights for learned-camera (default: the shipped ones)")
     p.add_argument("--classical-only", action="store_true")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=["classical", "learned"],
                    help="methods to score (default classical learned)")
@@ -123,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods = tuple(m for m in args.methods if not (args.classical_only and m == "learned"))
         model = load_model(args.weights, args.device) if "learned" in methods else None
+        camera_model = (load_camera_model(args.camera_weights, args.device) if "learned-camera" in methods
+                        else None)
         table = MetricTable()
         rows: list = []
         per_split = max(2, 4 // len(args.data))  # preview rows from every split
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             split = data if data.startswith("synthetic") else Path(data).name
             evaluate(model, open_source(data, seed=1000), args.device, split, args.limit, table,
                      rows if args.grid else None, suffix=f" / {split}" if len(args.data) > 1 else "",
-                     grid_limit=per_split, methods=methods, noise=tuple(args.noise) if args.noise else None)
+                     grid_limit=per_split, methods=methods, noise=tuple(args.noise) if args.noise else None,
+                     camera_model=camera_model)
     except InputError as exc:
         sys.stderr.write(f"models.dff.evaluate: error: {exc}\n")
         return 2

@@ -5,7 +5,8 @@
 The default stack is ``models/dff/samples/balls`` (ten phone photographs, infinity to 10 cm; see
 its README). The slices are aligned for focus breathing from the focus distances and the focal
 length, refined by ECC, then both methods run: the classical one always, the learned one when
-weights are given or shipped. There is no ground truth; the grid shows the nearest and farthest
+weights are given or shipped, and with ``--f-stop`` the physical method and CameraNet (the camera's
+blur; ``--sensor-width``). There is no ground truth; the grid shows the nearest and farthest
 slices, then per method the all-in-focus image, depth (turbo colour map of inverse depth over the
 focus range: red near, blue far) and confidence (white: sure).
 """
@@ -55,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stack", type=Path, default=SAMPLE, help="folder of slices with focus_distances.txt")
     p.add_argument("--focal-length", type=float, default=2.0, help="lens focal length, mm (the sample's: 2)")
     p.add_argument("--weights", help="FocalStackNet weights (default: the shipped ones, if any)")
-    p.add_argument("--f-stop", type=float, help="aperture f-number: adds the physical method's row (it needs the camera)")
+    p.add_argument("--f-stop", type=float, help="aperture f-number: adds the physical and learned-camera rows (they "
+                                                "need the camera)")
+    p.add_argument("--camera-weights", help="CameraNet weights (default: the shipped ones)")
     p.add_argument("--sensor-width", type=float, default=5.6, help="sensor width, mm, for the physical method (5.6)")
     p.add_argument("--far", type=float, default=1.0, help="far end of the colour map, m (default 1)")
     p.add_argument("--out", required=True, help="PNG to write")
@@ -81,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             physical = physical_depth(aligned.images, distances, lens)
             rows.append(method_row("physical", physical, near, far, time.perf_counter() - start))
+            try:
+                from core.focal_stack.camera_learned import camera_learned_depth, load_model as load_camera_model
+
+                camera_model = load_camera_model(args.camera_weights)
+                start = time.perf_counter()
+                any_camera = camera_learned_depth(aligned.images, distances, lens, camera_model)
+                rows.append(method_row("learned-camera", any_camera, near, far, time.perf_counter() - start))
+            except InputError as exc:
+                print(f"no CameraNet row: {exc}", flush=True)
         weights = args.weights
         if weights is None:
             try:
