@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -25,10 +24,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from core.errors import InputError, check
+from core.errors import check
 from core.focal_stack.learned import save_model
 from core.progress import ProgressBar
 
+from ..training_cli import run_training
 from .data import collate, open_source, random_view
 from .evaluate import evaluate
 from .loss import LossWeights, dff_loss
@@ -273,15 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", action="store_true",
                    help="read every training stack into memory once (about 3 MB per 192x192 5-slice stack)")
     p.add_argument("--log-every", type=int, default=50)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        train(args)
-    except InputError as exc:
-        sys.stderr.write(f"models.dff.train: error: {exc}\n")
-        return 2
-    return 0
+    return run_training("models.dff.train", train, p.parse_args(argv))
 
 
 if __name__ == "__main__":

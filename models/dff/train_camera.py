@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import math
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -46,6 +45,7 @@ from core.focal_stack.defocus_volume import physical_volume
 from core.focal_stack.noise import DEFAULT_GAIN, DEFAULT_READ_NOISE, poisson_gaussian
 from core.progress import ProgressBar
 
+from ..training_cli import run_training
 from .data import open_source
 
 
@@ -63,7 +63,7 @@ class TrainConfig:
 
 TRAIN_CONFIGS = {
     "tiny": TrainConfig(steps=40, batch=4, crop=32, lr=1e-3, width=8, variants=1, synthetic_size=64),
-    "shipped": TrainConfig(steps=2000, batch=8, crop=64, lr=1e-3, width=12, variants=2),
+    "shipped": TrainConfig(steps=6000, batch=8, crop=64, lr=1e-3, width=12, variants=2),
 }
 
 
@@ -274,10 +274,12 @@ def train(args: argparse.Namespace) -> Path:
     meta = {"config_name": args.config, "data": args.data, "val": args.val, "train": asdict(tc),
             "seed": args.seed, "out_of_range": args.out_of_range, "training_views": len(train_set),
             "prepare_seconds": round(prepare_s, 1), "train_seconds": round(seconds, 1),
-            "val_abs_rel_untrained": baseline, "val_abs_rel": best[0], "best_step": best[1],
+            "val_abs_rel_untrained": baseline, "val_abs_rel": best[0], "best_step": best[1] if val_set else tc.steps,
             "final_loss": sum(history[-50:]) / len(history[-50:])}
     save_model(weights, model, meta)
-    print(f"kept step {best[1]} (val AbsRel {best[0]:.4f}, untrained {baseline:.4f}); wrote {weights} "
+    kept = f"kept step {best[1]} (val AbsRel {best[0]:.4f}, untrained {baseline:.4f})" if val_set else \
+        f"kept the last step (no --val) of {tc.steps}"
+    print(f"{kept}; wrote {weights} "
           f"({weights.stat().st_size / 1e6:.2f} MB), {prepare_s / 60:.1f} min preparing, {seconds / 60:.1f} min "
           "training", flush=True)
     return weights
@@ -307,15 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-only", action="store_true", help="compute (and cache) the inputs, do not train")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        train(args)
-    except InputError as exc:
-        sys.stderr.write(f"models.dff.train_camera: error: {exc}\n")
-        return 2
-    return 0
+    return run_training("models.dff.train_camera", train, p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.cli import OneLineParser
-from core.errors import InputError, check
+from core.errors import check
 from core.mono.network import MonoDepthConfig, MonoDepthNet, save_model
 from models.data.mono import MonoDepthDataset
 
+from ..training_cli import run_training
 from .loss import LossWeights, mono_loss
 from .metrics import mean_metrics, relative_depth_metrics
 
@@ -160,13 +161,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        train(args)
-    except InputError as exc:
-        sys.stderr.write(f"models.mono.train: error: {exc}\n")
-        return 2
-    return 0
+    return run_training("models.mono.train", train, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
