@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv bench addon addon-slim dataset-samples retrain-dff retrain-stereo retrain-mono clean-venv
+.PHONY: demo test venv bench addon addon-slim dataset-samples retrain-dff retrain-camera retrain-stereo retrain-mono clean-venv
 venv: $(STAMP)
 
 # Reinstalls only when pyproject.toml changes; pip checks the pins against what is there.
@@ -71,6 +71,20 @@ retrain-dff: $(STAMP)
 	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 3e-4 --steps 1600 --depth-l1 1.0 --in-range-loss $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 2 --cache --log-every 100
 	$(PY) -m models.dff.train --config guided --init models/weights/dff_guided.pt --lr 2e-4 --steps 1600 --depth-l1 1.0 --in-range-loss $(foreach d,train train-f1.4 train-f2.8 train-f5.6,--data $(FOCUS)/$(d)) --val $(FOCUS)/val-f2.8 --out models/weights --threads 2 --cache --log-every 100
 	$(PY) -m models.dff.evaluate $(foreach s,test-shape test-appearance test-wide-dof test-medium-dof,--data $(FOCUS)/$(s)) --grid models/weights/dff_guided_eval.png
+
+# CameraNet (issue 21): stacks from random cameras, rendered denoised with a seed per render; sensor
+# noise is added in training. Validation folders choose the checkpoint; the test splits are scored last.
+CAMERA_TRAIN := train-random-camera train-random-camera-imperfect
+CAMERA_VAL   := val-random-camera val-random-camera-2 val-random-camera-3
+retrain-camera: $(STAMP)
+	$(GEN) --kind defocusnet --camera random --slices 10 --count 480 --size 256 192 --seed 41 --independent-noise --out $(FOCUS)/train-random-camera
+	$(GEN) --kind defocusnet --camera random --slices 10 --count 80 --size 256 192 --seed 43 --breathing --shake 0.5 0.05 --independent-noise --out $(FOCUS)/train-random-camera-imperfect
+	$(GEN) --kind defocusnet --camera random --slices 8 --count 20 --size 360 240 --seed 31 --out $(FOCUS)/val-random-camera
+	$(GEN) --kind defocusnet --camera random --slices 10 --count 24 --size 360 240 --seed 47 --independent-noise --out $(FOCUS)/val-random-camera-2
+	$(GEN) --kind defocusnet --camera random --slices 10 --count 40 --size 360 240 --seed 59 --independent-noise --out $(FOCUS)/val-random-camera-3
+	for c in unseen-50mm unseen-phone; do $(GEN) --kind defocusnet --camera $$c --split test-unseen-camera --count 36 --size 360 240 --seed 1 --out $(FOCUS)/test-$$c || exit 1; done
+	$(PY) -m models.dff.train_camera --config shipped $(foreach d,$(CAMERA_TRAIN),--data $(FOCUS)/$(d)) $(foreach d,$(CAMERA_VAL),--val $(FOCUS)/$(d)) --cache $(DATA)/cache/camera --out models/weights --threads 2
+	for n in "" "--noise 0.002 0.002"; do $(PY) -m models.dff.evaluate --methods argmax classical physical learned learned-camera --data $(FOCUS)/test-unseen-50mm --data $(FOCUS)/test-unseen-phone $$n || exit 1; done
 
 STEREO := $(DATA)/stereo
 retrain-stereo: $(STAMP)

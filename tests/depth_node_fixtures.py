@@ -145,7 +145,7 @@ def stereo(out: str) -> dict[str, Any]:
 
 def focal_stack(out: str) -> dict[str, Any]:
     """The 5-slice sample through Focal Stack Depth, focus distances typed in the node, the scene
-    camera's focal length; then from a file; then one distance short; then the learned method."""
+    camera's focal length; then from a file; then one distance short; then the learned methods."""
     out_dir = Path(out)
     meta = sample(STACK_SAMPLE)
     cam = meta["camera"]
@@ -180,6 +180,10 @@ def focal_stack(out: str) -> dict[str, Any]:
     node.focus_distances = ", ".join(f"{d:g}" for d in distances)
     node.method = "LEARNED"
     result["learned"] = render("learned")
+    # CameraNet reads the scene camera's f-stop and sensor as well as its focal length.
+    scene.camera.data.dof.aperture_fstop = cam["f_stop"]
+    node.method = "LEARNED_CAMERA"
+    result["learned_camera"] = render("learned_camera")
     node.method = "CLASSICAL"
     result.update(focus_from_camera(scene, tree, node, out_dir, meta, render))
     return result

@@ -140,14 +140,17 @@ def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     meta = sample(STACK_SAMPLE)
     cli_out = out / "cli"
     cli_out.mkdir()
-    for method in ("classical", "learned"):
+    camera = meta["camera"]
+    for method in ("classical", "learned", "learned-camera"):
         files = {name: str(cli_out / f"{method}_{name}.exr") for name in ("depth", "aif", "confidence")}
+        lens = ["--f-stop", repr(camera["f_stop"]), "--sensor-width", _blender_float(camera["sensor_width_mm"])]
         code = cli(["focal-stack-depth", "--stack", *(str(STACK_SAMPLE / v["file"]) for v in meta["slices"]),
                     "--focus-distances", *(repr(d) for d in meta["focus_distances"]),
-                    "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]), "--method", method,
+                    "--focal-length", _blender_float(camera["focal_length_mm"]), "--method", method,
+                    *(lens if method == "learned-camera" else []),
                     "--depth", files["depth"], "--aif", files["aif"], "--confidence", files["confidence"], "--quiet"])
         assert code == 0
-        result["cli" if method == "classical" else "cli_learned"] = files
+        result[{"classical": "cli", "learned": "cli_learned", "learned-camera": "cli_camera"}[method]] = files
     return result
 
 
@@ -193,6 +196,13 @@ def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]
     """The shipped FocalStackNet (dff_guided.pt) through the node, against the command."""
     _assert_stack_equals_cli(stack["learned"], stack["cli_learned"])
     assert _max_diff(read_map(stack["learned"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
+
+
+def test_any_camera_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
+    """CameraNet (dff_camera.pt) through the node, the scene camera's focal length, f-stop and
+    sensor, against the command given them."""
+    _assert_stack_equals_cli(stack["learned_camera"], stack["cli_camera"])
+    assert _max_diff(read_map(stack["learned_camera"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
 
 
 # ------------------------------------------------------------------- focal stack: video mode
