@@ -62,6 +62,32 @@ def run_session(scenario: str, user_dir: Path, timeout: float = 300.0, python: s
     return result
 
 
+def blender_float(value: float) -> str:
+    """``value`` as Blender stores it (a float32 property), for the command line: the node used that."""
+    import numpy as np
+
+    return repr(float(np.float32(value)))
+
+
+def max_diff(a: Any, b: Any) -> float:
+    """The largest absolute difference of two arrays of the same shape."""
+    import numpy as np
+
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max())
+
+
+def install_extension(root: Path) -> tuple[Path, dict[str, Any]]:
+    """Build the slim extension zip in ``root/dist`` and install it through Blender's extension API
+    into fresh user folders ``root/user``: (the user folder, the install session's RESULT), the
+    extension checked enabled."""
+    from blender_scenes.build_extension import build
+
+    result = run_session("install", root / "user", zip_path=str(build(root / "dist")))
+    assert result["enabled"], result
+    return root / "user", result
+
+
 # ------------------------------------------------------------------------------ Blender side
 def _addon(name: str = "") -> Any:
     import importlib

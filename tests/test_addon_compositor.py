@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from addon_fixtures import FOCUS_DEPTHS, K_MAX, NODE_TYPES, run_session
-from blender_scenes.build_extension import build
+from addon_fixtures import FOCUS_DEPTHS, K_MAX, NODE_TYPES, install_extension, run_session
 from core.defocus import refocus
 from core.imageio import read_image, read_map
 from core.optics import Lens
@@ -28,10 +27,7 @@ TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Blender user folders with the extension installed through Blender's extension API."""
-    root = tmp_path_factory.mktemp("blender")
-    zip_path = build(root / "dist")
-    result = run_session("install", root / "user", zip_path=str(zip_path))
-    assert result["enabled"], result
+    user, result = install_extension(tmp_path_factory.mktemp("blender"))
     sockets = result["sockets"]
     assert sorted(sockets) == sorted(NODE_TYPES)
     assert sockets["RefocusLayeredDefocusNode"] == [["Image", "Depth", "Focus Distance", "Bokeh Image"],
@@ -39,7 +35,7 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sockets["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity", "Confidence"]]
     assert result["menu"] and result["add_menu_hooked"]
     assert "blender_manifest.toml" in result["installed_files"] and "__pycache__" not in result["installed_files"]
-    return root / "user"
+    return user
 
 
 def _expected(passes: str, lens: dict[str, Any], image: np.ndarray | None = None, **kwargs: Any) -> np.ndarray:

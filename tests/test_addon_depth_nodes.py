@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from addon_fixtures import run_session
-from blender_scenes.build_extension import build
+from addon_fixtures import blender_float, install_extension, max_diff
 from core.cli import main as cli
 from core.defocus import refocus
 from core.errors import InputError
@@ -36,23 +35,11 @@ TOLERANCE = 1e-4
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Blender user folders with the extension installed through Blender's extension API."""
-    root = tmp_path_factory.mktemp("blender")
-    result = run_session("install", root / "user", zip_path=str(build(root / "dist")))
-    assert result["enabled"], result
+    user, result = install_extension(tmp_path_factory.mktemp("blender"))
     assert result["sockets"]["RefocusStereoDepthNode"] == [["Left", "Right"], ["Depth", "Disparity", "Confidence"]]
     assert result["sockets"]["RefocusFocalStackDepthNode"] == [
         [f"Slice {k}" for k in range(1, 9)], ["Depth", "All in Focus", "Confidence"]]
-    return root / "user"
-
-
-def _blender_float(value: float) -> str:
-    """``value`` as Blender stores it (a float32 property), for the command line: the node used that."""
-    return repr(float(np.float32(value)))
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
+    return user
 
 
 # ------------------------------------------------------------------------------------- stereo
@@ -68,9 +55,9 @@ def stereo(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         code = cli(["stereo-depth", "--left", str(STEREO_SAMPLE / "left.exr"), "--right",
                     str(STEREO_SAMPLE / "right.exr"), "--method", method, "--output", files["disparity"],
                     "--depth", files["depth"], "--confidence", files["confidence"],
-                    "--max-disparity", str(MAX_DISPARITY), "--baseline", _blender_float(meta["baseline_m"]),
-                    "--focal-length", _blender_float(meta["camera"]["focal_length_mm"]),
-                    "--sensor-width", _blender_float(meta["camera"]["sensor_width_mm"]),
+                    "--max-disparity", str(MAX_DISPARITY), "--baseline", blender_float(meta["baseline_m"]),
+                    "--focal-length", blender_float(meta["camera"]["focal_length_mm"]),
+                    "--sensor-width", blender_float(meta["camera"]["sensor_width_mm"]),
                     "--convergence-mode", "PARALLEL", "--quiet"])
         assert code == 0
         result[f"cli_{method}"] = files
@@ -80,11 +67,11 @@ def stereo(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def _assert_stereo_equals_cli(outputs: dict[str, str], cli_files: dict[str, str]) -> np.ndarray:
     """Node outputs against the command's; returns the node's depth."""
     for name in ("disparity", "confidence"):
-        assert _max_diff(read_map(outputs[name]), read_map(cli_files[name])) <= TOLERANCE, name
+        assert max_diff(read_map(outputs[name]), read_map(cli_files[name])) <= TOLERANCE, name
     got, want = read_map(outputs["depth"]), read_map(cli_files["depth"])
     far = ~np.isfinite(want)  # zero disparity: the command says inf, the node its far limit
     assert np.all(got[far] == np.float32(MAX_DEPTH_M))
-    assert _max_diff(got[~far], want[~far]) <= TOLERANCE
+    assert max_diff(got[~far], want[~far]) <= TOLERANCE
     return got
 
 
@@ -104,7 +91,7 @@ def test_learned_stereo_depth_node_equals_the_command(stereo: dict[str, Any], me
     assert learned["nodes"]["Stereo Depth"]["state"] == "DONE", learned["nodes"]
     _assert_stereo_equals_cli(learned["outputs"], stereo[f"cli_{method}"])
     # Not the SGBM result again: the method reached the worker.
-    assert _max_diff(read_map(learned["outputs"]["disparity"]), read_map(stereo["outputs"]["disparity"])) > 0.01
+    assert max_diff(read_map(learned["outputs"]["disparity"]), read_map(stereo["outputs"]["disparity"])) > 0.01
 
 
 def test_stereo_depth_feeds_layered_defocus(stereo: dict[str, Any]) -> None:
@@ -115,7 +102,7 @@ def test_stereo_depth_feeds_layered_defocus(stereo: dict[str, Any]) -> None:
     expected = refocus(torch.from_numpy(image.transpose(2, 0, 1).copy())[None], torch.from_numpy(depth)[None, None],
                        Lens(**DEFOCUS_LENS))[0].numpy().transpose(1, 2, 0)
     got = read_image(stereo["composite"])
-    assert _max_diff(got, expected) <= TOLERANCE
+    assert max_diff(got, expected) <= TOLERANCE
     assert np.abs(got - image).max() > 0.02  # it did refocus
 
 
@@ -143,10 +130,10 @@ def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     camera = meta["camera"]
     for method in ("classical", "learned", "learned-camera"):
         files = {name: str(cli_out / f"{method}_{name}.exr") for name in ("depth", "aif", "confidence")}
-        lens = ["--f-stop", repr(camera["f_stop"]), "--sensor-width", _blender_float(camera["sensor_width_mm"])]
+        lens = ["--f-stop", repr(camera["f_stop"]), "--sensor-width", blender_float(camera["sensor_width_mm"])]
         code = cli(["focal-stack-depth", "--stack", *(str(STACK_SAMPLE / v["file"]) for v in meta["slices"]),
                     "--focus-distances", *(repr(d) for d in meta["focus_distances"]),
-                    "--focal-length", _blender_float(camera["focal_length_mm"]), "--method", method,
+                    "--focal-length", blender_float(camera["focal_length_mm"]), "--method", method,
                     *(lens if method == "learned-camera" else []),
                     "--depth", files["depth"], "--aif", files["aif"], "--confidence", files["confidence"], "--quiet"])
         assert code == 0
@@ -157,10 +144,10 @@ def stack(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 def _assert_stack_equals_cli(run: dict[str, Any], cli_files: dict[str, str]) -> None:
     assert run["state"] == "DONE", run
     for name in ("depth", "confidence"):
-        assert _max_diff(read_map(run["outputs"][name]), read_map(cli_files[name])) <= TOLERANCE, name
+        assert max_diff(read_map(run["outputs"][name]), read_map(cli_files[name])) <= TOLERANCE, name
     aif = read_image(run["outputs"]["aif"])
-    assert _max_diff(aif[..., :3], read_image(cli_files["aif"])) <= TOLERANCE
-    assert _max_diff(read_image(run["composite"]), aif) == 0.0  # the same pixels reach the composite
+    assert max_diff(aif[..., :3], read_image(cli_files["aif"])) <= TOLERANCE
+    assert max_diff(read_image(run["composite"]), aif) == 0.0  # the same pixels reach the composite
 
 
 def test_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
@@ -195,14 +182,14 @@ def test_focus_distances_from_the_keyframed_scene_camera(stack: dict[str, Any]) 
 def test_learned_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
     """The shipped FocalStackNet (dff_guided.pt) through the node, against the command."""
     _assert_stack_equals_cli(stack["learned"], stack["cli_learned"])
-    assert _max_diff(read_map(stack["learned"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
+    assert max_diff(read_map(stack["learned"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
 
 
 def test_any_camera_focal_stack_depth_node_equals_the_command(stack: dict[str, Any]) -> None:
     """CameraNet (dff_camera.pt) through the node, the scene camera's focal length, f-stop and
     sensor, against the command given them."""
     _assert_stack_equals_cli(stack["learned_camera"], stack["cli_camera"])
-    assert _max_diff(read_map(stack["learned_camera"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
+    assert max_diff(read_map(stack["learned_camera"]["outputs"]["depth"]), read_map(stack["cli"]["depth"])) > 0.01
 
 
 # ------------------------------------------------------------------- focal stack: video mode
@@ -244,8 +231,8 @@ def video(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     cam = meta["camera"]
     cli_dir = out / "cli"
     cli_dir.mkdir()
-    lens = ["--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
-            "--sensor-width", _blender_float(cam["sensor_width_mm"])]
+    lens = ["--focal-length", blender_float(cam["focal_length_mm"]), "--f-stop", blender_float(cam["f_stop"]),
+            "--sensor-width", blender_float(cam["sensor_width_mm"])]
     code = cli(["focal-stack-depth", "--stack", str(movie), "--focus-file", str(files["focus_file"]), "--frame",
                 "all", "--method", "physical", *lens, "--depth", str(cli_dir / "movie_depth_#.exr"),
                 "--aif", str(cli_dir / "movie_aif_#.exr"), "--confidence", str(cli_dir / "movie_confidence_#.exr"),
@@ -255,21 +242,21 @@ def video(user_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     result["cli_movie"] = {name: str(cli_dir / f"movie_{name}_{t}.exr") for name in ("depth", "aif", "confidence")}
     code = cli(["focal-stack-depth", "--stack", *(str(SWEEP_SAMPLE / f["file"]) for f in meta["frames"]),
                 "--focus-file", str(files["focus_file"]), "--frame", "all", "--method", "physical",
-                "--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
-                "--sensor-width", _blender_float(cam["sensor_width_mm"]), "--depth", str(cli_dir / "depth_#.exr"),
+                "--focal-length", blender_float(cam["focal_length_mm"]), "--f-stop", blender_float(cam["f_stop"]),
+                "--sensor-width", blender_float(cam["sensor_width_mm"]), "--depth", str(cli_dir / "depth_#.exr"),
                 "--aif", str(cli_dir / "aif_#.exr"), "--confidence", str(cli_dir / "confidence_#.exr"), "--quiet"])
     assert code == 0
     result["cli"] = {t: {name: str(cli_dir / f"{name}_{t}.exr") for name in ("depth", "aif", "confidence")}
                      for t in range(len(meta["frames"]))}
     # The camera's keyframes hold float32 distances: the command given those, at the frame rendered.
     keyed = out / "keyed.txt"
-    keyed.write_text("\n".join(_blender_float(d) for d in distances) + "\n")
+    keyed.write_text("\n".join(blender_float(d) for d in distances) + "\n")
     t = VIDEO_FRAMES[0] - 1
     result["cli_camera"] = {name: str(cli_dir / f"camera_{name}.exr") for name in ("depth", "aif", "confidence")}
     code = cli(["focal-stack-depth", "--stack", *(str(SWEEP_SAMPLE / f["file"]) for f in meta["frames"]),
                 "--focus-file", str(keyed), "--frame", str(t), "--method", "physical",
-                "--focal-length", _blender_float(cam["focal_length_mm"]), "--f-stop", _blender_float(cam["f_stop"]),
-                "--sensor-width", _blender_float(cam["sensor_width_mm"]), "--depth", result["cli_camera"]["depth"],
+                "--focal-length", blender_float(cam["focal_length_mm"]), "--f-stop", blender_float(cam["f_stop"]),
+                "--sensor-width", blender_float(cam["sensor_width_mm"]), "--depth", result["cli_camera"]["depth"],
                 "--aif", result["cli_camera"]["aif"], "--confidence", result["cli_camera"]["confidence"], "--quiet"])
     assert code == 0
     result["distances"] = distances
@@ -285,7 +272,7 @@ def test_video_mode_equals_the_command_frame_by_frame(video: dict[str, Any]) -> 
         _assert_stack_equals_cli(run, video["cli"][run["frame"] - 1])
     # The frames differ: each is its own frame's depth (the sample's objects drift), not one map.
     first, last = (read_map(run["outputs"]["depth"]) for run in (video["file"][0], video["file"][-1]))
-    assert _max_diff(first, last) > 0.01
+    assert max_diff(first, last) > 0.01
     assert video["leftovers"] == []
 
 
@@ -303,8 +290,8 @@ def test_video_mode_reads_a_movie_clip(video: dict[str, Any]) -> None:
     run = video["movie"]
     assert run["state"] == "DONE", run
     for name in ("depth", "confidence"):
-        assert _max_diff(read_map(run["outputs"][name]), read_map(video["cli_movie"][name])) <= TOLERANCE, name
-    assert _max_diff(read_image(run["outputs"]["aif"])[..., :3], read_image(video["cli_movie"]["aif"])) <= TOLERANCE
+        assert max_diff(read_map(run["outputs"][name]), read_map(video["cli_movie"][name])) <= TOLERANCE, name
+    assert max_diff(read_image(run["outputs"]["aif"])[..., :3], read_image(video["cli_movie"]["aif"])) <= TOLERANCE
 
 
 def test_video_mode_bad_input_is_a_message_on_the_node(video: dict[str, Any]) -> None:
@@ -371,8 +358,8 @@ def test_focal_stack_op_reads_a_movie_clip_once_and_answers_each_frame(tmp_path:
     for frame in (0, 5):
         result, again = answer(frame)
         assert again is clip  # computed once for the clip
-        assert _max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / f"d_{frame}.exr")) <= TOLERANCE
+        assert max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / f"d_{frame}.exr")) <= TOLERANCE
     focus.write_text("\n".join(repr(d * 1.1) for d in meta["focus_distances"]) + "\n")
     result, changed = answer(5)
     assert changed is not clip
-    assert _max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / "d_5.exr")) > 0.01
+    assert max_diff(result.outputs["depth"][..., 0], read_map(tmp_path / "d_5.exr")) > 0.01

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from addon_fixtures import run_session
+from addon_fixtures import install_extension, run_session
 from artist_fixtures import __file__ as ARTIST_SCRIPT
-from blender_scenes.build_extension import build
 from core.defocus import refocus
 from core.imageio import read_image, read_map
 from core.optics import Lens
@@ -29,10 +28,7 @@ MAGENTA = np.array([1.0, 0.0, 1.0, 1.0], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("blender")
-    result = run_session("install", root / "user", zip_path=str(build(root / "dist")))
-    assert result["enabled"], result
-    return root / "user"
+    return install_extension(tmp_path_factory.mktemp("blender"))[0]
 
 
 def expected(passes: str, lens: dict[str, Any]) -> np.ndarray:

@@ -17,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from addon_fixtures import REPO, blender_env, run_session
+from addon_fixtures import REPO, blender_env, install_extension, run_session
 from artist_fixtures import __file__ as ARTIST_SCRIPT
-from blender_scenes.build_extension import build
 from core.imageio import read_image
 
 pytestmark = pytest.mark.blender
@@ -29,10 +28,7 @@ MESSAGE = "node 'Layered Defocus': connect the Depth input"
 
 @pytest.fixture(scope="module")
 def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("blender")
-    result = run_session("install", root / "user", zip_path=str(build(root / "dist")))
-    assert result["enabled"], result
-    return root / "user"
+    return install_extension(tmp_path_factory.mktemp("blender"))[0]
 
 
 def bpy_process(user_dir: Path, scenario: str, fail: str, **args: str) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from addon_fixtures import run_session
-from blender_scenes.build_extension import build
+from addon_fixtures import blender_float, install_extension, max_diff
 from core.cli import main as cli
 from core.defocus import refocus
 from core.imageio import read_image, read_map
@@ -30,20 +29,10 @@ pytestmark = pytest.mark.blender
 TOLERANCE = 1e-4
 
 
-def _f32(value: float) -> str:
-    """``value`` as Blender stores it (a float32 property), for the command line."""
-    return repr(float(np.float32(value)))
-
-
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float(np.abs(a - b).max())
-
-
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("mono")
-    installed = run_session("install", root / "user", zip_path=str(build(root / "dist")))
+    _, installed = install_extension(root)
     assert installed["sockets"]["RefocusMonoDepthNode"] == [["Image"], ["Depth", "Inverse Depth"]]
     model = random_network("tiny")
     weights, onnx_model, junk = root / "mono_test.pt", root / "mono_test.onnx", root / "junk.onnx"
@@ -71,13 +60,13 @@ def _cli(session: dict[str, Any], name: str, *args: Any) -> dict[str, np.ndarray
 def _assert_equal_to_cli(run: dict[str, Any], expected: dict[str, np.ndarray]) -> None:
     assert run["nodes"]["Mono Depth"]["state"] == "DONE", run["nodes"]
     for key in ("depth", "inverse_depth"):
-        assert _max_diff(read_map(run["outputs"][key]), expected[key]) <= TOLERANCE, key
+        assert max_diff(read_map(run["outputs"][key]), expected[key]) <= TOLERANCE, key
 
 
 def test_mono_depth_node_equals_the_command_and_feeds_layered_defocus(session: dict[str, Any]) -> None:
     chain = session["chain"]
-    expected = _cli(session, "chain", "--model", session["files"]["weights"], "--near", _f32(NEAR_M),
-                    "--far", _f32(FAR_M))
+    expected = _cli(session, "chain", "--model", session["files"]["weights"], "--near", blender_float(NEAR_M),
+                    "--far", blender_float(FAR_M))
     _assert_equal_to_cli(chain, expected)
     assert expected["depth"].min() == pytest.approx(NEAR_M, rel=1e-4)
     assert expected["depth"].max() == pytest.approx(FAR_M, rel=1e-4)
@@ -89,7 +78,7 @@ def test_mono_depth_node_equals_the_command_and_feeds_layered_defocus(session: d
     want = refocus(torch.from_numpy(image.transpose(2, 0, 1).copy())[None],
                    torch.from_numpy(expected["depth"])[None, None], Lens(**DEFOCUS_LENS))[0].numpy().transpose(1, 2, 0)
     got = read_image(chain["composite"])
-    assert _max_diff(got, want) <= TOLERANCE
+    assert max_diff(got, want) <= TOLERANCE
     assert np.abs(got - image).max() > 0.02  # it did refocus
 
 
@@ -103,7 +92,7 @@ def test_fit_to_the_focus_object(session: dict[str, Any]) -> None:
     assert params["far_m"] == pytest.approx(FAR_M) and "near_m" not in params
     expected = _cli(session, "focus", "--model", session["files"]["weights"], "--focus-distance",
                     repr(params["focus_distance_m"]), "--focus-point", *map(repr, params["focus_point"]),
-                    "--far", _f32(FAR_M))
+                    "--far", blender_float(FAR_M))
     _assert_equal_to_cli(session["focus"], expected)
     h, w = expected["depth"].shape
     px, py = (int(round(params["focus_point"][0] * w - 0.5)), int(round(params["focus_point"][1] * h - 0.5)))
@@ -113,8 +102,8 @@ def test_fit_to_the_focus_object(session: dict[str, Any]) -> None:
 
 
 def test_onnx_model_on_the_node_equals_the_command(session: dict[str, Any]) -> None:
-    expected = _cli(session, "onnx", "--model", session["files"]["onnx"], "--near", _f32(NEAR_M),
-                    "--far", _f32(FAR_M))
+    expected = _cli(session, "onnx", "--model", session["files"]["onnx"], "--near", blender_float(NEAR_M),
+                    "--far", blender_float(FAR_M))
     _assert_equal_to_cli(session["onnx"], expected)
 
 

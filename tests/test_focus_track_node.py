@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from addon_fixtures import run_session
-from blender_scenes.build_extension import build
+from addon_fixtures import install_extension, run_session
 from core.cli import main
 
 pytestmark = pytest.mark.blender
@@ -21,9 +20,7 @@ SESSION = Path(__file__).with_name("focus_track_session.py")
 @pytest.fixture(scope="module")
 def session(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("focus_track_blender")
-    zip_path = build(root / "dist")
-    installed = run_session("install", root / "user", zip_path=str(zip_path))
-    assert installed["enabled"], installed
+    install_extension(root)
     out = root / "out"
     out.mkdir()
     return run_session("clip", root / "user", script=SESSION, out=str(out))
