@@ -303,9 +303,7 @@ def random_camera(rng: np.random.Generator) -> CameraSetup:
 
 def blur_span_px(setup: CameraSetup, width: int, height: int) -> float:
     """Pixels of blur that separate the stack's nearest and farthest focus: A f_px (1/near - 1/far)."""
-    lens = setup.lens
-    aperture_m = lens.focal_length_mm / lens.f_stop * 1e-3
-    return aperture_m * lens.focal_length_pixels(width, height) * (1.0 / setup.focus_near_m - 1.0 / setup.focus_far_m)
+    return setup.lens.coc_scale(width, height) * (1.0 / setup.focus_near_m - 1.0 / setup.focus_far_m)
 
 
 def random_camera_for(rng: np.random.Generator, width: int, height: int, min_span_px: float = 3.0,

@@ -19,7 +19,7 @@ import torch
 from ..optics import Lens
 from ..weights import WEIGHTS_DIR, load_state, read_weights, save_weights
 from ..weights import default_weights as _default_weights
-from .camera_net import CameraNet, CameraNetConfig, bin_positions, volume_features
+from .camera_net import CameraNet, CameraNetConfig, volume_features
 from .defocus_volume import physical_volume
 from .depth_from_focus import FocusResult
 
@@ -72,7 +72,6 @@ def camera_learned_depth(
     volume = physical_volume(stack.to(device), focus_distances, lens, coc_per_dioptre_px=coc_per_dioptre_px)
     with torch.no_grad():
         t, spread_t = net.position(volume_features(volume, net.config.bins, net.config.focus_evidence))
-    positions = bin_positions(volume, net.config.bins)
-    lo, span = float(positions[0]), float(positions[-1] - positions[0])
+    lo, span = volume.focus_range
     inverse, spread = volume.read_out(lo + span * t, span * spread_t)
     return volume.result(inverse, spread, stack.dtype)

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import check
-from .defocus_volume import DefocusVolume, interpolate_slices, peak_and_spread
+from .defocus_volume import DefocusVolume, blur_span_px, interpolate_slices, peak_and_spread
 
 BINS = 16
 _LOG_FLOOR = -20.0  # log-probabilities below this carry no information, only round-off
@@ -68,8 +68,8 @@ def feature_count(bins: int = BINS, focus_evidence: bool = False) -> int:
 
 def bin_positions(volume: DefocusVolume, bins: int = BINS) -> torch.Tensor:
     """(bins,) inverse depths in dioptres, evenly spaced over the focus range, ascending."""
-    inv = volume.inverse_focus
-    return torch.linspace(float(inv.min()), float(inv.max()), bins, dtype=torch.float64)
+    lo, span = volume.focus_range
+    return torch.linspace(lo, lo + span, bins, dtype=torch.float64)
 
 
 def volume_features(volume: DefocusVolume, bins: int = BINS, focus_evidence: bool = False) -> torch.Tensor:
@@ -83,14 +83,12 @@ def volume_features(volume: DefocusVolume, bins: int = BINS, focus_evidence: boo
     at = bin_positions(volume, bins).to(device)
     resampled = interpolate_slices(scores, hyp, at)  # (bins, 1, h, w)
     log_p = torch.log_softmax(resampled, dim=0).clamp_min(_LOG_FLOOR)
-    inv = volume.inverse_focus
-    lo, span = float(inv.min()), float(inv.max() - inv.min())
+    lo, span = volume.focus_range
     peak, spread = peak_and_spread(scores, volume.hypotheses)
     guide = volume.guide.to(torch.float32)
     gy = F.pad(guide[..., 1:, :] - guide[..., :-1, :], (0, 0, 0, 1))
     gx = F.pad(guide[..., :, 1:] - guide[..., :, :-1], (0, 1, 0, 0))
-    k = volume.coc_per_dioptre.to(torch.float64)
-    blur_span = float((k * inv).max() - (k * inv).min())
+    blur_span = blur_span_px(volume.coc_per_dioptre, volume.inverse_focus)
     h, w = scores.shape[-2:]
     constants = torch.tensor([math.log(max(blur_span, 1.0)) / _SPAN_SCALE, volume.slices.shape[0] / 10.0],
                              dtype=torch.float32, device=device).view(1, 2, 1, 1).expand(1, 2, h, w)

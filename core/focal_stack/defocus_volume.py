@@ -74,6 +74,12 @@ def coc_per_dioptre(lens: Lens, focus_distances: torch.Tensor, width: int, heigh
     return k
 
 
+def blur_span_px(k: torch.Tensor, inverse_focus: torch.Tensor) -> float:
+    """Pixels of blur that separate the nearest and farthest slices: the spread of K_n / F_n."""
+    blur = k.to(torch.float64) * inverse_focus.to(torch.float64)
+    return float(blur.max() - blur.min())
+
+
 def check_blur_apart(k: torch.Tensor, inverse_focus: torch.Tensor, focal_length_mm: float | None = None,
                      focus_distances: torch.Tensor | None = None) -> float:
     """The blur in pixels that separates the nearest and farthest slices; InputError below
@@ -83,7 +89,7 @@ def check_blur_apart(k: torch.Tensor, inverse_focus: torch.Tensor, focal_length_
         nearest = float(focus_distances.min())
         check(nearest * 1000.0 > focal_length_mm,
               f"focus distance {nearest:g} m is not beyond the focal length ({focal_length_mm:g} mm)")
-    span = float((k * inverse_focus).max() - (k * inverse_focus).min())
+    span = blur_span_px(k, inverse_focus)
     check(span >= MIN_BLUR_SPAN_PX,
           f"this camera blurs the focus range apart by only {span:.2f} px (at least {MIN_BLUR_SPAN_PX:g} px "
           "needed): the slices are too alike to tell depth; focus over a wider range or open the aperture")
@@ -218,6 +224,12 @@ class DefocusVolume:
     eps: float
     focus_scores: torch.Tensor | None = None
 
+    @property
+    def focus_range(self) -> tuple[float, float]:
+        """The focus range in dioptres: its far end (the fewest dioptres) and its span."""
+        inv = self.inverse_focus
+        return float(inv.min()), float(inv.max() - inv.min())
+
     def upsample(self, maps: torch.Tensor) -> torch.Tensor:
         """(1, C, h, w) half-resolution maps to (1, C, H, W), edge-aware: the fast guided filter's
         (a, b) fitted at half resolution against :attr:`guide`, applied to :attr:`guide_full`."""
@@ -242,8 +254,7 @@ class DefocusVolume:
             self.inverse_focus.to(device=device, dtype=torch.float32).view(n, 1, 1, 1) - inverse).abs()
         weights = torch.softmax(-0.5 * blur * blur, dim=0)
         aif = (weights * self.slices).sum(dim=0, keepdim=True)
-        inv = self.inverse_focus
-        flat = max((float(inv.max()) - float(inv.min())) / math.sqrt(12.0), 1e-9)
+        flat = max(self.focus_range[1] / math.sqrt(12.0), 1e-9)
         return FocusResult(
             depth=depth_from_dioptres(inverse).to(dtype),
             all_in_focus=aif.to(dtype),

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 
 from core.errors import InputError, check
 from core.focal_stack.camera_learned import save_model
-from core.focal_stack.camera_net import (CameraNet, CameraNetConfig, bin_positions, feature_count, read_position,
-                                         volume_features)
+from core.focal_stack.camera_net import CameraNet, CameraNetConfig, feature_count, read_position, volume_features
 from core.focal_stack.defocus_volume import physical_volume
 from core.focal_stack.noise import DEFAULT_GAIN, DEFAULT_READ_NOISE, poisson_gaussian
 from core.progress import ProgressBar
@@ -99,14 +98,14 @@ def make_example(sample: dict[str, torch.Tensor], slices: list[int], noise: tupl
     except InputError:
         return None
     features = volume_features(volume, bins, focus_evidence=True)[0]  # all channels; a config takes its own
-    positions = bin_positions(volume, bins)
-    lo, hi = float(positions[0]), float(positions[-1])
+    lo, span = volume.focus_range
+    hi = lo + span
     h, w = features.shape[-2:]
     inv_true = 1.0 / sample["depth"][..., ::2, ::2][..., :h, :w].to(torch.float64)
     inside = (inv_true >= lo) & (inv_true <= hi)
     log_depth = -inv_true.clamp(lo, hi).log()
     weight = torch.where(inside, 1.0, out_of_range)
-    return Example(features.to(torch.float16), log_depth.to(torch.float32), weight.to(torch.float32), lo, hi - lo)
+    return Example(features.to(torch.float16), log_depth.to(torch.float32), weight.to(torch.float32), lo, span)
 
 
 def build_examples(sources: list[str], variants: int, seed: int, out_of_range: float, bins: int, size: int,
