@@ -60,6 +60,21 @@ def _image_node(tree: Any, path: Path | str) -> Any:
     return node
 
 
+def defocus_chain(tree: Any, image: Any, depth: Any) -> Any:
+    """A Layered Defocus node with :data:`DEFOCUS_LENS` typed in, fed ``image`` and ``depth``
+    (output sockets), its image to the group output; the node."""
+    defocus = tree.nodes.new("RefocusLayeredDefocusNode")
+    defocus.use_scene_camera = False
+    lens = DEFOCUS_LENS
+    defocus.focal_length, defocus.f_stop, defocus.focus_distance = (lens["focal_length_mm"], lens["f_stop"],
+                                                                    lens["focus_distance"])
+    defocus.sensor_width, defocus.sensor_height = lens["sensor_width_mm"], lens["sensor_height_mm"]
+    tree.links.new(image, defocus.inputs["Image"])
+    tree.links.new(depth, defocus.inputs["Depth"])
+    tree.links.new(defocus.outputs["Image"], tree.nodes["Group Output"].inputs[0])
+    return defocus
+
+
 def _save(tree: Any, socket: Any, folder: Path, name: str, kind: str) -> Path:
     """A File Output node writing ``socket`` into ``folder`` (the add-on's own probe writer)."""
     graph = af._addon("graph")
@@ -109,15 +124,7 @@ def stereo(out: str) -> dict[str, Any]:
     tree.links.new(right.outputs["Image"], node.inputs["Right"])
     folders = {name: _save(tree, node.outputs[socket], out_dir / name, name, "value")
                for name, socket in (("depth", "Depth"), ("disparity", "Disparity"), ("confidence", "Confidence"))}
-    defocus = tree.nodes.new("RefocusLayeredDefocusNode")
-    defocus.use_scene_camera = False
-    lens = DEFOCUS_LENS
-    defocus.focal_length, defocus.f_stop, defocus.focus_distance = (lens["focal_length_mm"], lens["f_stop"],
-                                                                    lens["focus_distance"])
-    defocus.sensor_width, defocus.sensor_height = lens["sensor_width_mm"], lens["sensor_height_mm"]
-    tree.links.new(left.outputs["Image"], defocus.inputs["Image"])
-    tree.links.new(node.outputs["Depth"], defocus.inputs["Depth"])
-    tree.links.new(defocus.outputs["Image"], tree.nodes["Group Output"].inputs[0])
+    defocus_chain(tree, left.outputs["Image"], node.outputs["Depth"])
 
     composite, seconds = _render(scene, out_dir / "chain.exr")
     result: dict[str, Any] = {"composite": composite, "seconds": seconds, "nodes": af._nodes(tree),

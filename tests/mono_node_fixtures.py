@@ -43,15 +43,7 @@ def mono(out: str, model: str, onnx_model: str, junk_model: str) -> dict[str, An
     tree.links.new(image.outputs["Image"], node.inputs["Image"])
     folders = {name: dnf._save(tree, node.outputs[socket], out_dir / name, name, "value")
                for name, socket in (("depth", "Depth"), ("inverse_depth", "Inverse Depth"))}
-    defocus = tree.nodes.new("RefocusLayeredDefocusNode")
-    defocus.use_scene_camera = False
-    lens = dnf.DEFOCUS_LENS
-    defocus.focal_length, defocus.f_stop, defocus.focus_distance = (lens["focal_length_mm"], lens["f_stop"],
-                                                                    lens["focus_distance"])
-    defocus.sensor_width, defocus.sensor_height = lens["sensor_width_mm"], lens["sensor_height_mm"]
-    tree.links.new(image.outputs["Image"], defocus.inputs["Image"])
-    tree.links.new(node.outputs["Depth"], defocus.inputs["Depth"])
-    tree.links.new(defocus.outputs["Image"], tree.nodes["Group Output"].inputs[0])
+    dnf.defocus_chain(tree, image.outputs["Image"], node.outputs["Depth"])
 
     def render(name: str) -> dict[str, Any]:
         composite, seconds = dnf._render(scene, out_dir / f"{name}.exr")
