@@ -149,19 +149,10 @@ class ImageBokeh:
         else:
             import torch.nn.functional as F
 
-            size = kernel_size(diameter, self.ratio)
-            half = size // 2
+            size, x, y = _aperture_samples(diameter, self.ratio, flip)
             s = _SUPERSAMPLE
-            offsets = (torch.arange(s, dtype=torch.float32) + 0.5) / s - 0.5
-            coords = torch.arange(-half, half + 1, dtype=torch.float32)
-            fine = (coords[:, None] + offsets[None, :]).reshape(-1)
-            row, col = torch.meshgrid(fine, fine, indexing="ij")
-            if flip:
-                row, col = -row, -col
-            # Normalised image coordinates in [-1, 1] across the diameter (anamorphic: squeezed in x).
-            gx = col * self.ratio / (0.5 * diameter)
-            gy = row / (0.5 * diameter)
-            grid = torch.stack([gx, gy], dim=-1)[None]
+            # Normalised image coordinates in [-1, 1] across the diameter; the image's rows go down.
+            grid = (torch.stack([x, -y], dim=-1)[None] / (0.5 * diameter)).to(torch.float32)
             sampled = F.grid_sample(self.image[None, None], grid, mode="bilinear", padding_mode="zeros",
                                     align_corners=False)[0, 0]
             coverage = sampled.reshape(size, s, size, s).mean(dim=(1, 3)).clamp_min(0.0)
