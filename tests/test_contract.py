@@ -84,14 +84,16 @@ def test_the_worker_refuses_unknown_and_mistyped_parameters() -> None:
         spec.parse({"focal_length_mm": 50, "f_stop": 2, "focus_distance_m": 2, "step_px": 1e-9})
 
 
+def _run_without(blocked: tuple[str, ...], code: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python whose imports of the ``blocked`` modules fail."""
+    prelude = f"import sys\nfor name in {blocked!r}:\n    sys.modules[name] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_specs_import_without_torch_opencv_or_bpy() -> None:
     """The add-on's side reads the specs in Blender's Python: no heavy import behind them."""
-    code = ("import sys\n"
-            "for name in ('torch', 'cv2', 'bpy', 'OpenEXR', 'onnxruntime'):\n"
-            "    sys.modules[name] = None\n"
-            "from core.contract import specs_json\n"
-            "print(len(specs_json()['ops']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = _run_without(("torch", "cv2", "bpy", "OpenEXR", "onnxruntime"),
+                        "from core.contract import specs_json\nprint(len(specs_json()['ops']))\n")
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) == len(all_specs())
 
@@ -128,10 +130,6 @@ def test_every_refocus_node_maps_onto_its_op_spec(tmp_path: Path) -> None:
 
 def test_the_command_line_answers_help_without_torch() -> None:
     """``python -m core --help`` must answer at once: nothing behind it imports torch or OpenCV."""
-    code = ("import sys\n"
-            "for name in ('torch', 'cv2', 'OpenEXR', 'onnxruntime'):\n"
-            "    sys.modules[name] = None\n"
-            "from core.cli import build_parser\n"
-            "build_parser().format_help()\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = _run_without(("torch", "cv2", "OpenEXR", "onnxruntime"),
+                        "from core.cli import build_parser\nbuild_parser().format_help()\n")
     assert proc.returncode == 0, proc.stderr
